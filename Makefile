@@ -1,0 +1,79 @@
+# kinformer: a Lua 5.4 module with a C core.
+#   make            build lua/kinformer/core.so (-Wall -Wextra -Werror)
+#   make deps       install missing Debian packages (as root), else print the apt-get line
+#   make cluster    build once and start the local test control plane (.cluster/)
+#   make test       everything: C tests under sanitizers, specs against the control plane
+#   make demo       run the main example against the local control plane
+
+LUA_VERSION ?= 5.4
+LUA_INCDIR  ?= /usr/include/lua$(LUA_VERSION)
+LUA         ?= lua$(LUA_VERSION)
+CC          ?= cc
+CFLAGS      ?= -O2 -g
+WARN        := -Wall -Wextra -Werror -std=gnu11
+PKG_CFLAGS  := $(shell pkg-config --cflags libcurl yaml-0.1 2>/dev/null)
+PKG_LIBS    := $(shell pkg-config --libs libcurl yaml-0.1 2>/dev/null || echo -lcurl -lyaml)
+
+CORE_SRC := csrc/kn_err.c csrc/kn_buf.c csrc/kn_base64.c csrc/kn_json.c csrc/kn_kubeconfig.c \
+            csrc/kn_config.c csrc/kn_exec.c csrc/kn_client.c
+BIND_SRC := csrc/lk_core.c
+HDRS     := $(wildcard csrc/*.h)
+MODULE   := lua/kinformer/core.so
+
+DEB_PKGS := lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev libyaml-dev lua-busted lua-check \
+            luarocks pkg-config openssl curl ca-certificates gcc make
+
+export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;
+export LUA_CPATH := $(CURDIR)/lua/?.so;;
+
+.PHONY: all deps cluster cluster-down test test-c test-lua test-rock lint demo clean
+
+all: $(MODULE)
+
+$(MODULE): $(CORE_SRC) $(BIND_SRC) $(HDRS)
+	$(CC) $(CFLAGS) $(WARN) -fPIC -shared -I$(LUA_INCDIR) $(PKG_CFLAGS) -o $@ $(CORE_SRC) $(BIND_SRC) $(PKG_LIBS) -lpthread
+
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  echo "make deps: installing $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else \
+	  echo "make deps: missing Debian packages; run:"; \
+	  echo "  sudo apt-get install -y $$missing"; exit 1; \
+	fi
+
+cluster: deps
+	spec/cluster/up.sh
+
+cluster-down:
+	spec/cluster/down.sh
+
+lint: deps
+	luacheck lua spec examples
+
+# C unit tests, under AddressSanitizer and UndefinedBehaviorSanitizer.
+SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+build/ctest: spec/c/test_main.c $(wildcard spec/c/*.c) $(CORE_SRC) $(HDRS)
+	@mkdir -p build
+	$(CC) -O1 -g $(WARN) $(SAN) -Icsrc $(PKG_CFLAGS) -o $@ $(wildcard spec/c/*.c) $(CORE_SRC) $(PKG_LIBS) -lpthread
+
+test-c: deps build/ctest
+	cd spec/c && ../../build/ctest
+
+# Installs the rock with Debian's lua-cjson (no luarocks server) into a throwaway tree.
+test-rock: deps
+	spec/rock_install.sh
+
+test-lua: deps $(MODULE)
+	spec/run_specs.sh
+
+test: deps all lint test-c test-rock
+	spec/with_cluster.sh spec/run_specs.sh
+
+demo: deps all cluster
+	KUBECONFIG=$(CURDIR)/.cluster/kubeconfig $(LUA) examples/version.lua
+
+clean:
+	rm -rf build $(MODULE)

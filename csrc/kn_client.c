@@ -1,0 +1,374 @@
+#include "kn_client.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "kn_exec.h"
+
+struct kn_client {
+    struct kn_config *cfg;
+    int timeout_ms;
+    char *base;                /* URL prefix requests are sent to */
+    struct curl_slist *connect_to; /* tls-server-name: connect to the real host */
+    CURL *easy;                /* reused, so the connection and TLS session are too */
+    pthread_mutex_t mu;        /* one request at a time on easy; guards the credential caches */
+    char errbuf[CURL_ERROR_SIZE];
+
+    /* token file cache, re-read when the file changes (rotation) */
+    char *file_token;
+    struct timespec file_mtime;
+    off_t file_size;
+    ino_t file_ino;
+
+    struct kn_exec_cred exec;
+    int exec_valid;
+    unsigned exec_runs;
+};
+
+const struct kn_config *kn_client_config(const struct kn_client *c)
+{
+    return c->cfg;
+}
+
+unsigned kn_client_exec_runs(const struct kn_client *c)
+{
+    return c->exec_runs;
+}
+
+/* tls-server-name: curl has no separate SNI/verify name, so the URL carries
+ * that name and CONNECT_TO sends the connection to the server's real host. */
+static int setup_server_name(struct kn_client *c, struct kn_err *err)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *entry = NULL;
+    int rc = -1;
+    if (!u)
+        return kn_err_set(err, 0, "Config", "out of memory");
+    if (curl_url_set(u, CURLUPART_URL, c->cfg->server, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK) {
+        kn_err_set(err, 0, "Config", "%s: server \"%s\" is not a valid URL", c->cfg->origin, c->cfg->server);
+        goto done;
+    }
+    if (curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK)
+        path = NULL;
+    if (!c->cfg->tls_server_name) {
+        c->base = strdup(c->cfg->server);
+    } else {
+        size_t n = strlen(c->cfg->tls_server_name) + strlen(host) + 2 * strlen(port) + 8;
+        c->base = malloc(strlen(scheme) + strlen(c->cfg->tls_server_name) + strlen(port) +
+                         (path ? strlen(path) : 0) + 8);
+        entry = malloc(n);
+        if (!c->base || !entry) {
+            kn_err_set(err, 0, "Config", "out of memory");
+            goto done;
+        }
+        sprintf(c->base, "%s://%s:%s%s", scheme, c->cfg->tls_server_name, port,
+                path && strcmp(path, "/") ? path : "");
+        sprintf(entry, "%s:%s:%s:%s", c->cfg->tls_server_name, port, host, port);
+        c->connect_to = curl_slist_append(NULL, entry);
+    }
+    while (c->base && c->base[0] && c->base[strlen(c->base) - 1] == '/')
+        c->base[strlen(c->base) - 1] = '\0';
+    rc = 0;
+done:
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    curl_free(path);
+    free(entry);
+    curl_url_cleanup(u);
+    return rc;
+}
+
+struct kn_client *kn_client_new(struct kn_config *cfg, const struct kn_client_opts *opts, struct kn_err *err)
+{
+    struct kn_client *c = calloc(1, sizeof *c);
+    if (!c) {
+        kn_config_free(cfg);
+        kn_err_set(err, 0, "Config", "out of memory");
+        return NULL;
+    }
+    c->cfg = cfg;
+    c->timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms : 30000;
+    pthread_mutex_init(&c->mu, NULL);
+    c->easy = curl_easy_init();
+    if (!c->easy) {
+        kn_err_set(err, 0, "Transport", "libcurl could not create a handle");
+        kn_client_free(c);
+        return NULL;
+    }
+    if (setup_server_name(c, err) < 0) {
+        kn_client_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void kn_client_free(struct kn_client *c)
+{
+    if (!c)
+        return;
+    if (c->easy)
+        curl_easy_cleanup(c->easy);
+    curl_slist_free_all(c->connect_to);
+    free(c->base);
+    if (c->file_token)
+        memset(c->file_token, 0, strlen(c->file_token));
+    free(c->file_token);
+    kn_exec_cred_clear(&c->exec);
+    kn_config_free(c->cfg);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+/* The token of the token file, read again whenever the file changed: bound
+ * service account tokens rotate about every hour. */
+static const char *file_token(struct kn_client *c, int force, struct kn_err *err)
+{
+    struct stat st;
+    size_t len;
+    char *t;
+    if (stat(c->cfg->token_file, &st) < 0) {
+        kn_err_set(err, 0, "Config", "%s: cannot read the token file %s: %s", c->cfg->origin, c->cfg->token_file,
+                   strerror(errno));
+        return NULL;
+    }
+    if (!force && c->file_token && st.st_mtim.tv_sec == c->file_mtime.tv_sec &&
+        st.st_mtim.tv_nsec == c->file_mtime.tv_nsec && st.st_size == c->file_size && st.st_ino == c->file_ino)
+        return c->file_token;
+    t = kn_read_file(c->cfg->token_file, &len);
+    if (!t) {
+        kn_err_set(err, 0, "Config", "%s: cannot read the token file %s: %s", c->cfg->origin, c->cfg->token_file,
+                   strerror(errno));
+        return NULL;
+    }
+    while (len && (t[len - 1] == '\n' || t[len - 1] == '\r' || t[len - 1] == ' '))
+        t[--len] = '\0';
+    if (!len) {
+        free(t);
+        kn_err_set(err, 0, "Config", "%s: the token file %s is empty", c->cfg->origin, c->cfg->token_file);
+        return NULL;
+    }
+    if (c->file_token)
+        memset(c->file_token, 0, strlen(c->file_token));
+    free(c->file_token);
+    c->file_token = t;
+    c->file_mtime = st.st_mtim;
+    c->file_size = st.st_size;
+    c->file_ino = st.st_ino;
+    return t;
+}
+
+/* Runs the exec plugin when there is no credential yet or it has expired. */
+static int exec_cred(struct kn_client *c, int force, struct kn_err *err)
+{
+    if (c->exec_valid && !force && (c->exec.expiry == 0 || time(NULL) < c->exec.expiry))
+        return 0;
+    kn_exec_cred_clear(&c->exec);
+    c->exec_valid = 0;
+    c->exec_runs++;
+    if (kn_exec_run(c->cfg, c->timeout_ms > 60000 ? c->timeout_ms : 60000, &c->exec, err) < 0)
+        return -1;
+    c->exec_valid = 1;
+    return 0;
+}
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+    struct kn_response *r = ud;
+    return kn_buf_append(&r->body, p, size * n) < 0 ? 0 : size * n;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud)
+{
+    struct kn_response *r = ud;
+    size_t len = size * n;
+    if (len > 13 && strncasecmp(p, "content-type:", 13) == 0) {
+        size_t i = 13, k = 0;
+        while (i < len && (p[i] == ' ' || p[i] == '\t'))
+            i++;
+        while (i < len && p[i] != '\r' && p[i] != '\n' && k + 1 < sizeof r->content_type)
+            r->content_type[k++] = p[i++];
+        r->content_type[k] = '\0';
+    }
+    return len;
+}
+
+static const char *transport_hint(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_PEER_FAILED_VERIFICATION:
+        return " (the server's certificate is not trusted: check certificate-authority in the kubeconfig, "
+               "and tls-server-name if the server is reached by another name)";
+    case CURLE_SSL_CERTPROBLEM:
+        return " (check the client certificate and key)";
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+        return " (is the server address right and the API server running?)";
+    case CURLE_OPERATION_TIMEDOUT:
+        return " (raise timeout = seconds if the server is slow)";
+    default:
+        return "";
+    }
+}
+
+static int perform(struct kn_client *c, const struct kn_request *req, struct kn_response *resp, const char *token,
+                   const struct kn_blob *cert, const struct kn_blob *key, struct kn_err *err)
+{
+    const struct kn_config *cfg = c->cfg;
+    struct curl_slist *hdrs = NULL;
+    struct curl_blob blob;
+    char line[8192 + 64], *url;
+    CURLcode rc;
+    CURL *e = c->easy;
+
+    url = malloc(strlen(c->base) + strlen(req->path) + 1);
+    if (!url)
+        return kn_err_set(err, 0, "Transport", "out of memory");
+    sprintf(url, "%s%s", c->base, req->path);
+    curl_easy_reset(e);
+    c->errbuf[0] = '\0';
+    kn_buf_reset(&resp->body);
+    resp->status = 0;
+    resp->content_type[0] = '\0';
+
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)c->timeout_ms);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)c->timeout_ms);
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "kinformer/0.1");
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, resp);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, resp);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https,http");
+    if (c->connect_to)
+        curl_easy_setopt(e, CURLOPT_CONNECT_TO, c->connect_to);
+    if (cfg->proxy_url)
+        curl_easy_setopt(e, CURLOPT_PROXY, cfg->proxy_url);
+
+    /* TLS: verified unless insecure-skip-tls-verify was set explicitly. */
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, cfg->insecure ? 0L : 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, cfg->insecure ? 0L : 2L);
+    if (cfg->ca.len) {
+        blob.data = cfg->ca.data;
+        blob.len = cfg->ca.len;
+        blob.flags = CURL_BLOB_COPY;
+        curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &blob);
+    }
+    if (cert && cert->len) {
+        blob.data = cert->data;
+        blob.len = cert->len;
+        blob.flags = CURL_BLOB_COPY;
+        curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &blob);
+        curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
+        blob.data = key->data;
+        blob.len = key->len;
+        curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &blob);
+        curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
+    }
+
+    if (strcmp(req->method, "GET") == 0) {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    } else {
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
+        if (req->body || strcmp(req->method, "DELETE") != 0) {
+            curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(req->body ? req->body_len : 0));
+            curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body ? req->body : "");
+        }
+    }
+
+    snprintf(line, sizeof line, "Accept: %s", req->accept ? req->accept : "application/json");
+    hdrs = curl_slist_append(hdrs, line);
+    if (req->body) {
+        snprintf(line, sizeof line, "Content-Type: %s", req->content_type ? req->content_type : "application/json");
+        hdrs = curl_slist_append(hdrs, line);
+    }
+    hdrs = curl_slist_append(hdrs, "Expect:");
+    if (token) {
+        /* The header line holds the secret: it is built here, handed to curl,
+         * and wiped below; it never reaches a message. */
+        if (strlen(token) > 8192) {
+            curl_slist_free_all(hdrs);
+            free(url);
+            return kn_err_set(err, 0, "Config", "%s: the bearer token is longer than 8 KiB", cfg->origin);
+        }
+        snprintf(line, sizeof line, "Authorization: Bearer %s", token);
+        hdrs = curl_slist_append(hdrs, line);
+        memset(line, 0, sizeof line);
+    }
+    if (cfg->as_user) {
+        snprintf(line, sizeof line, "Impersonate-User: %s", cfg->as_user);
+        hdrs = curl_slist_append(hdrs, line);
+        for (char **g = cfg->as_groups; g && *g; g++) {
+            snprintf(line, sizeof line, "Impersonate-Group: %s", *g);
+            hdrs = curl_slist_append(hdrs, line);
+        }
+        if (cfg->as_uid) {
+            snprintf(line, sizeof line, "Impersonate-Uid: %s", cfg->as_uid);
+            hdrs = curl_slist_append(hdrs, line);
+        }
+    }
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
+
+    rc = curl_easy_perform(e);
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &resp->status);
+    /* Drop the header list (and the token in it) from the handle before freeing it. */
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
+    for (struct curl_slist *h = hdrs; h; h = h->next)
+        memset(h->data, 0, strlen(h->data));
+    curl_slist_free_all(hdrs);
+    if (rc != CURLE_OK) {
+        kn_err_set(err, 0, "Transport", "%s %s: %s%s", req->method, url,
+                   c->errbuf[0] ? c->errbuf : curl_easy_strerror(rc), transport_hint(rc));
+        free(url);
+        return -1;
+    }
+    free(url);
+    return 0;
+}
+
+int kn_client_request(struct kn_client *c, const struct kn_request *req, struct kn_response *resp,
+                      struct kn_err *err)
+{
+    const struct kn_config *cfg = c->cfg;
+    int rc = -1;
+    pthread_mutex_lock(&c->mu);
+    /* A 401 may only mean a rotated or expired credential: fetch it again
+     * once and retry, as client-go does for exec plugins and token files. */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        const char *token = cfg->token;
+        const struct kn_blob *cert = &cfg->cert, *key = &cfg->key;
+        if (cfg->exec) {
+            if (exec_cred(c, attempt > 0, err) < 0)
+                break;
+            if (c->exec.token)
+                token = c->exec.token;
+            if (c->exec.cert.len) {
+                cert = &c->exec.cert;
+                key = &c->exec.key;
+            }
+        }
+        if (cfg->token_file && !(cfg->exec && c->exec.token)) {
+            token = file_token(c, attempt > 0, err);
+            if (!token)
+                break;
+        }
+        rc = perform(c, req, resp, token, cert, key, err);
+        if (rc < 0 || resp->status != 401 || !(cfg->exec || cfg->token_file))
+            break;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}

@@ -1,0 +1,48 @@
+/* The REST transport: one API server, one identity, requests over libcurl.
+ * Credentials (token files, exec plugins) are fetched and refreshed here, so
+ * callers above never see them. */
+#ifndef KN_CLIENT_H
+#define KN_CLIENT_H
+
+#include <stddef.h>
+
+#include "kn_buf.h"
+#include "kn_config.h"
+#include "kn_err.h"
+
+struct kn_client;
+
+struct kn_client_opts {
+    int timeout_ms; /* connect and whole-request limit; <= 0: 30 s */
+};
+
+struct kn_request {
+    const char *method;       /* GET, POST, PUT, PATCH, DELETE */
+    const char *path;         /* absolute path with query, e.g. "/api/v1/namespaces" */
+    const char *body;         /* NULL: none */
+    size_t body_len;
+    const char *content_type; /* NULL: application/json when there is a body */
+    const char *accept;       /* NULL: application/json */
+};
+
+struct kn_response {
+    long status;
+    struct kn_buf body;
+    char content_type[128];
+};
+
+/* Takes ownership of cfg (also on failure). */
+struct kn_client *kn_client_new(struct kn_config *cfg, const struct kn_client_opts *opts, struct kn_err *err);
+void kn_client_free(struct kn_client *c);
+const struct kn_config *kn_client_config(const struct kn_client *c);
+
+/* Performs one request. Returns 0 when an HTTP response arrived, whatever its
+ * status (the caller reads resp->status), or -1 with err set when none did
+ * (transport, TLS, credentials). Free resp->body with kn_buf_free. */
+int kn_client_request(struct kn_client *c, const struct kn_request *req, struct kn_response *resp,
+                      struct kn_err *err);
+
+/* How many times the exec plugin has run for this client. */
+unsigned kn_client_exec_runs(const struct kn_client *c);
+
+#endif

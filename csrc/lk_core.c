@@ -1,0 +1,190 @@
+/* kinformer.core: the Lua binding, the only C file that knows Lua. It turns
+ * core structs into userdata and tables; arguments are checked by the Lua
+ * face (lua/kinformer), so misuse here is a plain argument error. */
+#include <curl/curl.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kn_client.h"
+#include "kn_config.h"
+
+#define CLIENT_MT "kinformer.core.client"
+
+struct lclient {
+    struct kn_client *c; /* NULL once closed */
+};
+
+/* nil, { code, reason, message }: the Lua face gives it a metatable. */
+static int push_err(lua_State *L, const struct kn_err *err)
+{
+    lua_pushnil(L);
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, err->code);
+    lua_setfield(L, -2, "code");
+    lua_pushstring(L, err->reason);
+    lua_setfield(L, -2, "reason");
+    lua_pushstring(L, err->msg);
+    lua_setfield(L, -2, "message");
+    return 2;
+}
+
+static const char *opt_string(lua_State *L, int t, const char *key)
+{
+    const char *s;
+    lua_getfield(L, t, key);
+    s = lua_tostring(L, -1); /* stays alive: the value is in the options table */
+    lua_pop(L, 1);
+    return s;
+}
+
+static struct kn_client *check_client(lua_State *L)
+{
+    struct lclient *lc = luaL_checkudata(L, 1, CLIENT_MT);
+    if (!lc->c)
+        luaL_error(L, "kinformer: the client is closed");
+    return lc->c;
+}
+
+/* core.client{ kubeconfig=, context=, in_cluster=, timeout= } */
+static int l_client(lua_State *L)
+{
+    struct kn_config_opts o = {0};
+    struct kn_client_opts co = {0};
+    struct kn_err err = {0};
+    struct kn_config *cfg;
+    struct lclient *lc;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    o.kubeconfig = opt_string(L, 1, "kubeconfig");
+    o.context = opt_string(L, 1, "context");
+    lua_getfield(L, 1, "in_cluster");
+    o.in_cluster = lua_toboolean(L, -1);
+    lua_getfield(L, 1, "timeout");
+    co.timeout_ms = (int)(luaL_optnumber(L, -1, 0) * 1000);
+    lua_pop(L, 2);
+
+    lc = lua_newuserdatauv(L, sizeof *lc, 0);
+    lc->c = NULL;
+    luaL_setmetatable(L, CLIENT_MT);
+    cfg = kn_config_load(&o, &err);
+    if (!cfg)
+        return push_err(L, &err);
+    lc->c = kn_client_new(cfg, &co, &err);
+    if (!lc->c)
+        return push_err(L, &err);
+    return 1;
+}
+
+/* client:request(method, path [, body [, content_type [, accept]]])
+ *   --> status, body, content_type | nil, err */
+static int l_request(lua_State *L)
+{
+    struct kn_client *c = check_client(L);
+    struct kn_request req = {0};
+    struct kn_response resp = {0};
+    struct kn_err err = {0};
+    req.method = luaL_checkstring(L, 2);
+    req.path = luaL_checkstring(L, 3);
+    req.body = luaL_optlstring(L, 4, NULL, &req.body_len);
+    req.content_type = luaL_optstring(L, 5, NULL);
+    req.accept = luaL_optstring(L, 6, NULL);
+    if (req.path[0] != '/')
+        return luaL_argerror(L, 3, "the path must start with '/'");
+    if (kn_client_request(c, &req, &resp, &err) < 0) {
+        kn_buf_free(&resp.body);
+        return push_err(L, &err);
+    }
+    lua_pushinteger(L, resp.status);
+    lua_pushlstring(L, resp.body.data ? resp.body.data : "", resp.body.len);
+    lua_pushstring(L, resp.content_type);
+    kn_buf_free(&resp.body);
+    return 3;
+}
+
+static void set_str(lua_State *L, const char *key, const char *v)
+{
+    if (v) {
+        lua_pushstring(L, v);
+        lua_setfield(L, -2, key);
+    }
+}
+
+/* client:info() --> { server, namespace, context, cluster, user, origin, auth } */
+static int l_info(lua_State *L)
+{
+    const struct kn_config *cfg = kn_client_config(check_client(L));
+    lua_createtable(L, 0, 8);
+    set_str(L, "server", cfg->server);
+    set_str(L, "namespace", cfg->namespace);
+    set_str(L, "context", cfg->context);
+    set_str(L, "cluster", cfg->cluster_name);
+    set_str(L, "user", cfg->user_name);
+    set_str(L, "origin", cfg->origin);
+    set_str(L, "tls_server_name", cfg->tls_server_name);
+    /* Which kind of credential is in use, never the credential itself. */
+    set_str(L, "auth", cfg->exec ? "exec" : cfg->token_file ? "token-file" : cfg->token ? "token"
+                       : cfg->cert.len ? "client-certificate" : "none");
+    return 1;
+}
+
+static int l_exec_runs(lua_State *L)
+{
+    lua_pushinteger(L, kn_client_exec_runs(check_client(L)));
+    return 1;
+}
+
+static int l_close(lua_State *L)
+{
+    struct lclient *lc = luaL_checkudata(L, 1, CLIENT_MT);
+    kn_client_free(lc->c);
+    lc->c = NULL;
+    return 0;
+}
+
+static int l_tostring(lua_State *L)
+{
+    struct lclient *lc = luaL_checkudata(L, 1, CLIENT_MT);
+    if (!lc->c)
+        lua_pushstring(L, "kinformer.core.client (closed)");
+    else
+        lua_pushfstring(L, "kinformer.core.client (%s)", kn_client_config(lc->c)->server);
+    return 1;
+}
+
+static const luaL_Reg client_methods[] = {
+    { "request", l_request },
+    { "info", l_info },
+    { "exec_runs", l_exec_runs },
+    { "close", l_close },
+    { NULL, NULL },
+};
+
+static const luaL_Reg client_meta[] = {
+    { "__gc", l_close },
+#if LUA_VERSION_NUM >= 504
+    { "__close", l_close },
+#endif
+    { "__tostring", l_tostring },
+    { NULL, NULL },
+};
+
+static const luaL_Reg core_funcs[] = {
+    { "client", l_client },
+    { NULL, NULL },
+};
+
+int luaopen_kinformer_core(lua_State *L)
+{
+    /* Reference-counted inside libcurl; process-wide by libcurl's design. */
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    luaL_newmetatable(L, CLIENT_MT);
+    luaL_setfuncs(L, client_meta, 0);
+    luaL_newlib(L, client_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    luaL_newlib(L, core_funcs);
+    lua_pushstring(L, curl_version());
+    lua_setfield(L, -2, "curl_version");
+    return 1;
+}

@@ -1,0 +1,113 @@
+--- A connection to one cluster as one user: kinformer.client{...}.
+local cjson = require "cjson"
+local core = require "kinformer.core"
+local errors = require "kinformer.errors"
+
+local Client = {}
+Client.__index = Client
+Client.__name = "kinformer.client"
+
+local json = cjson.new()
+
+local option_types = {
+  kubeconfig = "string", context = "string", in_cluster = "boolean", timeout = "number",
+}
+
+local function check_options(opts)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then
+    error("kinformer.client: options must be a table, got " .. type(opts), 3)
+  end
+  for k, v in pairs(opts) do
+    local want = option_types[k]
+    if not want then
+      error(("kinformer.client: unknown option %q"):format(tostring(k)), 3)
+    end
+    if type(v) ~= want then
+      error(("kinformer.client: option %s must be a %s, got %s"):format(k, want, type(v)), 3)
+    end
+  end
+  if opts.timeout and opts.timeout <= 0 then
+    error("kinformer.client: timeout must be a positive number of seconds", 3)
+  end
+  if opts.in_cluster and (opts.kubeconfig or opts.context) then
+    error("kinformer.client: in_cluster excludes kubeconfig and context", 3)
+  end
+  return opts
+end
+
+local M = {}
+
+--- Opens a client. Returns the client, or nil and an error.
+function M.new(opts)
+  opts = check_options(opts)
+  local h, err = core.client(opts)
+  if not h then return nil, errors.from_core(err) end
+  local info = h:info()
+  return setmetatable({ _h = h, _info = info }, Client)
+end
+
+local function is_json(ctype)
+  return ctype == nil or ctype == "" or ctype:find("json", 1, true) ~= nil
+end
+
+--- The low-level request every verb stands on: sends `body` (a table is
+-- encoded as JSON) and returns the decoded answer and the HTTP status, or
+-- nil and an error for transport failures and non-2xx answers.
+function Client:request(method, path, body, content_type)
+  if type(method) ~= "string" or type(path) ~= "string" then
+    error("kinformer: client:request(method, path [, body [, content_type]])", 2)
+  end
+  if type(body) == "table" then body = json.encode(body) end
+  local where = method .. " " .. path
+  local status, text, ctype = self._h:request(method, path, body, content_type)
+  if not status then return nil, errors.from_core(text, where) end
+  local decoded
+  if is_json(ctype) and text ~= "" then
+    local ok, v = pcall(json.decode, text)
+    if ok then decoded = v end
+  end
+  if status < 200 or status > 299 then
+    return nil, errors.from_http(status, decoded, text, where)
+  end
+  if decoded == nil and is_json(ctype) and text ~= "" then
+    return nil, errors.new("BadResponse", "the server's answer is not valid JSON", where, status)
+  end
+  return decoded == nil and text or decoded, status
+end
+
+--- The server's version: { major, minor, gitVersion, ... }.
+function Client:version()
+  return self:request("GET", "/version")
+end
+
+--- The default namespace of the client's context ("default" when unset).
+function Client:namespace()
+  return self._info.namespace
+end
+
+--- Where the client points: server, context, cluster, user, origin, auth.
+function Client:info()
+  local t = {}
+  for k, v in pairs(self._info) do t[k] = v end
+  return t
+end
+
+--- Releases the connection and the credentials held in memory.
+function Client:close()
+  self._h:close()
+end
+
+Client.__close = Client.close
+
+function Client:__tostring()
+  return ("kinformer.client (%s, context %s)"):format(self._info.server, self._info.context or "in-cluster")
+end
+
+--- How many times the exec credential plugin ran for this client.
+function Client:exec_runs()
+  return self._h:exec_runs()
+end
+
+M.Client = Client
+return M

@@ -1,0 +1,43 @@
+rockspec_format = "3.0"
+package = "kinformer"
+version = "scm-1"
+source = {
+  url = "git+file://.",
+}
+description = {
+  summary = "Kubernetes clients and informers for Lua, with a C core",
+  detailed = [[
+kinformer keeps a local, always-converging cache of any Kubernetes resource
+(built-in or custom) and calls Lua when it changes. The REST client, the
+watch stream and the object store are written in C over libcurl.
+]],
+  license = "Apache-2.0",
+}
+dependencies = {
+  "lua >= 5.4, < 5.5",
+  "lua-cjson >= 2.1",
+}
+external_dependencies = {
+  -- Only the library is looked up: Debian keeps curl.h in a multiarch include
+  -- directory that the compiler searches but luarocks does not.
+  CURL = { library = "curl" },
+  YAML = { header = "yaml.h", library = "yaml" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["kinformer"] = "lua/kinformer/init.lua",
+    ["kinformer.client"] = "lua/kinformer/client.lua",
+    ["kinformer.errors"] = "lua/kinformer/errors.lua",
+    ["kinformer.core"] = {
+      sources = {
+        "csrc/kn_err.c", "csrc/kn_buf.c", "csrc/kn_base64.c", "csrc/kn_json.c",
+        "csrc/kn_kubeconfig.c", "csrc/kn_config.c", "csrc/kn_exec.c", "csrc/kn_client.c",
+        "csrc/lk_core.c",
+      },
+      libraries = { "curl", "yaml", "pthread" },
+      incdirs = { "$(YAML_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(YAML_LIBDIR)" },
+    },
+  },
+}

@@ -51,7 +51,8 @@ cluster-down:
 	spec/cluster/down.sh
 
 lint: deps
-	luacheck lua spec examples
+	luacheck -q --std lua54 lua examples
+	luacheck -q --std lua54+busted --max-line-length 130 spec
 
 # C unit tests, under AddressSanitizer and UndefinedBehaviorSanitizer.
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all

@@ -5,7 +5,7 @@
 # .cluster/ is left alone.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-export KINFORMER_CLUSTER_DIR=${KINFORMER_CLUSTER_DIR:-$here/../build/test-cluster}
+export KINFORMER_CLUSTER_DIR=${KINFORMER_CLUSTER_DIR:-$(cd "$here/.." && pwd)/build/test-cluster}
 
 down() { "$here/cluster/down.sh" "$KINFORMER_CLUSTER_DIR" >/dev/null 2>&1 || true; }
 trap down EXIT

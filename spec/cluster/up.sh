@@ -27,7 +27,11 @@ print_usage() {
   echo "kinformer test cluster: $server (state in $state)"
   echo "  export KUBECONFIG=$state/kubeconfig"
   echo "  $state/bin/kubectl get ns"
-  echo "  tests: . $state/env    stop: $here/down.sh${1:+ $1}"
+  if [ "$state" = "$root/.cluster" ]; then
+    echo "  tests: . $state/env    stop: $here/down.sh"
+  else
+    echo "  tests: . $state/env    stop: $here/down.sh $state"
+  fi
 }
 
 curl_admin() { # PATH; prints the body, fails unless 2xx
@@ -46,11 +50,11 @@ healthy() {
 }
 
 if healthy; then
-  print_usage "${1:-}"
+  print_usage
   exit 0
 fi
 
-start_time=$SECONDS
+start_time=${EPOCHREALTIME//[.,]/}
 # Whatever is left of an earlier cluster (a crash, a failed start) goes first:
 # a fresh etcd and fresh PKI, so nothing stale survives. down.sh refuses a
 # directory it did not make.
@@ -70,8 +74,8 @@ pki=$state/pki
 started=()
 up_done=0
 on_exit() {
-  local name
-  [ "$up_done" = 1 ] && return
+  local name i
+  [ "$up_done" = 1 ] && return 0
   echo "up.sh: failed; stopping what was started (logs kept in $state/logs)" >&2
   for ((i = ${#started[@]} - 1; i >= 0; i--)); do
     name=${started[i]}
@@ -166,11 +170,12 @@ start() { # NAME ARGS...
   local name=$1 i
   shift
   started+=("$name")
+  # shellcheck disable=SC2016 # expanded by the inner shell
   setsid bash -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec nohup "$@"' \
     "$state/pids/$name.pid" "$bin/$name" "$@" \
     </dev/null >>"$state/logs/$name.log" 2>&1 9<&- &
   for ((i = 0; i < 50; i++)); do
-    [ -s "$state/pids/$name.pid" ] && return
+    [ -s "$state/pids/$name.pid" ] && return 0
     sleep 0.02
   done
   die "$name did not start"
@@ -180,7 +185,7 @@ wait_for() { # NAME SECONDS WHAT COMMAND...
   local name=$1 secs=$2 what=$3 i
   shift 3
   for ((i = 0; i < secs * 10; i++)); do
-    "$@" >/dev/null 2>&1 && return
+    "$@" >/dev/null 2>&1 && return 0
     cluster_running_pid "$state" "$name" >/dev/null || die "$name exited before $what"
     sleep 0.1
   done
@@ -201,6 +206,9 @@ start etcd \
 etcd_healthy() { curl -sf --max-time 2 "http://127.0.0.1:$etcd_port/health" | grep -q '"health":"true"'; }
 wait_for etcd 20 "etcd /health" etcd_healthy
 
+# Flags after envtest's. --endpoint-reconciler-type=none: the "kubernetes"
+# Service cannot have a loopback endpoint, and the default reconciler logs
+# that failure every 10 seconds.
 mkdir -p "$pki/apiserver-certs"
 start kube-apiserver \
   --etcd-servers="http://127.0.0.1:$etcd_port" \
@@ -218,6 +226,7 @@ start kube-apiserver \
   --service-account-key-file="$pki/sa.pub" \
   --service-account-signing-key-file="$pki/sa.key" \
   --allow-privileged=true \
+  --endpoint-reconciler-type=none \
   --disable-admission-plugins=ServiceAccount
 apiserver_ready() { [ "$(curl_admin /readyz)" = ok ]; }
 wait_for kube-apiserver 60 "kube-apiserver /readyz" apiserver_ready
@@ -283,6 +292,10 @@ subjects:
   name: kinformer-limited
 EOF
 
+# --use-service-account-credentials=true: each controller acts as its own
+# service account (kube-system/namespace-controller, ...) with its bootstrap
+# RBAC role. As system:kube-controller-manager itself it could not delete a
+# namespace's contents, and namespaces would stay Terminating.
 mkdir -p "$pki/kcm-certs"
 start kube-controller-manager \
   --kubeconfig="$state/kcm.kubeconfig" \
@@ -291,8 +304,8 @@ start kube-controller-manager \
   --service-account-private-key-file="$pki/sa.key" \
   --root-ca-file="$pki/ca.crt" \
   --leader-elect=false \
-  --use-service-account-credentials=false \
-  --controllers=namespace-controller,garbage-collector-controller,serviceaccount-controller,serviceaccount-token-controller \
+  --use-service-account-credentials=true \
+  --controllers=namespace-controller,garbage-collector-controller,serviceaccount-controller,serviceaccount-token-controller,clusterrole-aggregation-controller \
   --bind-address=127.0.0.1 \
   --secure-port="$kcm_port" \
   --cert-dir="$pki/kcm-certs"
@@ -303,6 +316,7 @@ start kube-controller-manager \
   q KINFORMER_STATE "$state"
   q KINFORMER_SERVER "$server"
   q KINFORMER_CA "$pki/ca.crt"
+  q KINFORMER_CA_KEY "$pki/ca.key" # to sign more client certificates in tests
   q KINFORMER_TOKEN_FILE "$state/token"
   q KINFORMER_ADMIN_CERT "$pki/admin.crt"
   q KINFORMER_ADMIN_KEY "$pki/admin.key"
@@ -319,5 +333,6 @@ default_sa() { curl_admin /api/v1/namespaces/default/serviceaccounts/default; }
 wait_for kube-controller-manager 60 "the default serviceaccount in namespace default" default_sa
 
 up_done=1
-echo "up.sh: started in $((SECONDS - start_time))s" >&2
-print_usage "${1:-}"
+elapsed=$(( (${EPOCHREALTIME//[.,]/} - start_time) / 100000 ))
+echo "up.sh: started in $((elapsed / 10)).$((elapsed % 10))s" >&2
+print_usage

@@ -8,18 +8,25 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <stdint.h>
 #include <time.h>
 
 #include "kn_exec.h"
+#include "kn_loop.h"
 
 struct kn_client {
     struct kn_config *cfg;
-    int timeout_ms;
+    struct kn_client_opts opts;
     char *base;                /* URL prefix requests are sent to */
     struct curl_slist *connect_to; /* tls-server-name: connect to the real host */
-    CURL *easy;                /* reused, so the connection and TLS session are too */
-    pthread_mutex_t mu;        /* one request at a time on easy; guards the credential caches */
-    char errbuf[CURL_ERROR_SIZE];
+    struct kn_loop *loop;      /* the I/O thread; all transfers share its connections */
+    pthread_mutex_t mu;        /* guards the credential caches, the limiter and the stats */
+
+    /* rate limiter: a token bucket; tokens may go negative (reservations) */
+    double tokens;
+    double refilled_at;
+    unsigned seed;             /* for jitter; per client, no global state */
+    struct kn_client_stats stats;
 
     /* token file cache, re-read when the file changes (rotation) */
     char *file_token;
@@ -37,9 +44,49 @@ const struct kn_config *kn_client_config(const struct kn_client *c)
     return c->cfg;
 }
 
-unsigned kn_client_exec_runs(const struct kn_client *c)
+void kn_client_stats(struct kn_client *c, struct kn_client_stats *out)
 {
-    return c->exec_runs;
+    pthread_mutex_lock(&c->mu);
+    *out = c->stats;
+    out->exec_runs = c->exec_runs;
+    pthread_mutex_unlock(&c->mu);
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void sleep_s(double s)
+{
+    struct timespec ts;
+    if (s <= 0)
+        return;
+    ts.tv_sec = (time_t)s;
+    ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+/* Takes one token from the bucket, waiting for it outside the lock. */
+static void rate_limit(struct kn_client *c)
+{
+    double now, wait = 0;
+    if (c->opts.qps <= 0)
+        return;
+    pthread_mutex_lock(&c->mu);
+    now = mono_s();
+    c->tokens += (now - c->refilled_at) * c->opts.qps;
+    if (c->tokens > c->opts.burst)
+        c->tokens = c->opts.burst;
+    c->refilled_at = now;
+    c->tokens -= 1;
+    if (c->tokens < 0)
+        wait = -c->tokens / c->opts.qps;
+    pthread_mutex_unlock(&c->mu);
+    sleep_s(wait);
 }
 
 /* tls-server-name: curl has no separate SNI/verify name, so the URL carries
@@ -98,15 +145,22 @@ struct kn_client *kn_client_new(struct kn_config *cfg, const struct kn_client_op
         return NULL;
     }
     c->cfg = cfg;
-    c->timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms : 30000;
+    if (opts)
+        c->opts = *opts;
+    if (c->opts.timeout_ms <= 0)
+        c->opts.timeout_ms = 30000;
+    if (c->opts.burst <= 0)
+        c->opts.burst = c->opts.qps > 1 ? (int)c->opts.qps : 1;
+    c->tokens = c->opts.burst;
+    c->refilled_at = mono_s();
+    c->seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)c;
     pthread_mutex_init(&c->mu, NULL);
-    c->easy = curl_easy_init();
-    if (!c->easy) {
-        kn_err_set(err, 0, "Transport", "libcurl could not create a handle");
+    if (setup_server_name(c, err) < 0) {
         kn_client_free(c);
         return NULL;
     }
-    if (setup_server_name(c, err) < 0) {
+    c->loop = kn_loop_new(err);
+    if (!c->loop) {
         kn_client_free(c);
         return NULL;
     }
@@ -117,8 +171,7 @@ void kn_client_free(struct kn_client *c)
 {
     if (!c)
         return;
-    if (c->easy)
-        curl_easy_cleanup(c->easy);
+    kn_loop_free(c->loop);
     curl_slist_free_all(c->connect_to);
     free(c->base);
     if (c->file_token)
@@ -176,7 +229,7 @@ static int exec_cred(struct kn_client *c, int force, struct kn_err *err)
     kn_exec_cred_clear(&c->exec);
     c->exec_valid = 0;
     c->exec_runs++;
-    if (kn_exec_run(c->cfg, c->timeout_ms > 60000 ? c->timeout_ms : 60000, &c->exec, err) < 0)
+    if (kn_exec_run(c->cfg, c->opts.timeout_ms > 60000 ? c->opts.timeout_ms : 60000, &c->exec, err) < 0)
         return -1;
     c->exec_valid = 1;
     return 0;
@@ -192,6 +245,18 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
 {
     struct kn_response *r = ud;
     size_t len = size * n;
+    if (len > 12 && strncasecmp(p, "retry-after:", 12) == 0) {
+        /* only the delay-seconds form; an HTTP date is rare from apiservers */
+        char num[16];
+        size_t i = 12, k = 0;
+        while (i < len && (p[i] == ' ' || p[i] == '\t'))
+            i++;
+        while (i < len && p[i] >= '0' && p[i] <= '9' && k + 1 < sizeof num)
+            num[k++] = p[i++];
+        num[k] = '\0';
+        if (k)
+            r->retry_after = atoi(num);
+    }
     if (len > 13 && strncasecmp(p, "content-type:", 13) == 0) {
         size_t i = 13, k = 0;
         while (i < len && (p[i] == ' ' || p[i] == '\t'))
@@ -221,31 +286,26 @@ static const char *transport_hint(CURLcode rc)
     }
 }
 
-static int perform(struct kn_client *c, const struct kn_request *req, struct kn_response *resp, const char *token,
-                   const struct kn_blob *cert, const struct kn_blob *key, struct kn_err *err)
+/* Sets up an easy handle for one request. The header list (which may hold
+ * the token) is returned in *hdrs_out for the caller to wipe and free. */
+static CURL *make_easy(struct kn_client *c, const struct kn_request *req, const char *url,
+                       struct kn_response *resp, char *errbuf, const char *token, const struct kn_blob *cert,
+                       const struct kn_blob *key, struct curl_slist **hdrs_out)
 {
     const struct kn_config *cfg = c->cfg;
     struct curl_slist *hdrs = NULL;
     struct curl_blob blob;
-    char line[8192 + 64], *url;
-    CURLcode rc;
-    CURL *e = c->easy;
-
-    url = malloc(strlen(c->base) + strlen(req->path) + 1);
-    if (!url)
-        return kn_err_set(err, 0, "Transport", "out of memory");
-    sprintf(url, "%s%s", c->base, req->path);
-    curl_easy_reset(e);
-    c->errbuf[0] = '\0';
-    kn_buf_reset(&resp->body);
-    resp->status = 0;
-    resp->content_type[0] = '\0';
-
+    char line[8192 + 64];
+    long timeout = req->timeout_ms > 0 ? req->timeout_ms : c->opts.timeout_ms;
+    CURL *e = curl_easy_init();
+    *hdrs_out = NULL;
+    if (!e)
+        return NULL;
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)c->timeout_ms);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)c->timeout_ms);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout);
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(e, CURLOPT_USERAGENT, "kinformer/0.1");
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
@@ -253,6 +313,10 @@ static int perform(struct kn_client *c, const struct kn_request *req, struct kn_
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, resp);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https,http");
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, c->opts.http1 ? (long)CURL_HTTP_VERSION_1_1 : (long)CURL_HTTP_VERSION_2TLS);
+    /* Wait for the shared HTTP/2 connection rather than opening another. */
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     if (c->connect_to)
         curl_easy_setopt(e, CURLOPT_CONNECT_TO, c->connect_to);
     if (cfg->proxy_url)
@@ -297,13 +361,8 @@ static int perform(struct kn_client *c, const struct kn_request *req, struct kn_
     }
     hdrs = curl_slist_append(hdrs, "Expect:");
     if (token) {
-        /* The header line holds the secret: it is built here, handed to curl,
-         * and wiped below; it never reaches a message. */
-        if (strlen(token) > 8192) {
-            curl_slist_free_all(hdrs);
-            free(url);
-            return kn_err_set(err, 0, "Config", "%s: the bearer token is longer than 8 KiB", cfg->origin);
-        }
+        /* The header line holds the secret: built here, handed to curl, and
+         * wiped by the caller; it never reaches a message. */
         snprintf(line, sizeof line, "Authorization: Bearer %s", token);
         hdrs = curl_slist_append(hdrs, line);
         memset(line, 0, sizeof line);
@@ -321,38 +380,113 @@ static int perform(struct kn_client *c, const struct kn_request *req, struct kn_
         }
     }
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
+    *hdrs_out = hdrs;
+    return e;
+}
 
-    rc = curl_easy_perform(e);
-    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &resp->status);
-    /* Drop the header list (and the token in it) from the handle before freeing it. */
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
+static void wipe_headers(struct curl_slist *hdrs)
+{
     for (struct curl_slist *h = hdrs; h; h = h->next)
         memset(h->data, 0, strlen(h->data));
     curl_slist_free_all(hdrs);
-    if (rc != CURLE_OK) {
-        kn_err_set(err, 0, "Transport", "%s %s: %s%s", req->method, url,
-                   c->errbuf[0] ? c->errbuf : curl_easy_strerror(rc), transport_hint(rc));
+}
+
+/* One HTTP exchange. Returns the CURLcode; on failure err is set. */
+static CURLcode perform(struct kn_client *c, const struct kn_request *req, struct kn_response *resp,
+                        const char *token, const struct kn_blob *cert, const struct kn_blob *key, struct kn_err *err)
+{
+    struct curl_slist *hdrs;
+    char errbuf[CURL_ERROR_SIZE] = "";
+    char *url;
+    long connects = 0;
+    CURLcode rc;
+    CURL *e;
+
+    if (token && strlen(token) > 8192)
+        return kn_err_set(err, 0, "Config", "%s: the bearer token is longer than 8 KiB", c->cfg->origin),
+               CURLE_BAD_FUNCTION_ARGUMENT;
+    url = malloc(strlen(c->base) + strlen(req->path) + 1);
+    if (!url)
+        return kn_err_set(err, 0, "Transport", "out of memory"), CURLE_OUT_OF_MEMORY;
+    sprintf(url, "%s%s", c->base, req->path);
+    kn_buf_reset(&resp->body);
+    resp->status = 0;
+    resp->content_type[0] = '\0';
+    resp->retry_after = -1;
+    e = make_easy(c, req, url, resp, errbuf, token, cert, key, &hdrs);
+    if (!e) {
         free(url);
-        return -1;
+        return kn_err_set(err, 0, "Transport", "libcurl could not create a handle"), CURLE_OUT_OF_MEMORY;
     }
+    rc = kn_loop_run(c->loop, e);
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &resp->status);
+    curl_easy_getinfo(e, CURLINFO_HTTP_VERSION, &resp->http_version);
+    resp->http_version = resp->http_version == CURL_HTTP_VERSION_2_0 ? 20 : resp->http_version ? 11 : 0;
+    curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &connects);
+    curl_easy_cleanup(e);
+    wipe_headers(hdrs);
+    pthread_mutex_lock(&c->mu);
+    c->stats.requests++;
+    c->stats.connections += (unsigned long)connects;
+    pthread_mutex_unlock(&c->mu);
+    if (rc != CURLE_OK)
+        kn_err_set(err, 0, "Transport", "%s %s: %s%s", req->method, url, errbuf[0] ? errbuf : curl_easy_strerror(rc),
+                   transport_hint(rc));
     free(url);
-    return 0;
+    return rc;
+}
+
+/* Whether a failed attempt may be repeated: a 429 or a refused connection
+ * was never processed; a 5xx or a broken transfer only for requests that
+ * are safe to repeat. */
+static int retryable(const struct kn_request *req, CURLcode rc, long status)
+{
+    if (rc == CURLE_COULDNT_CONNECT)
+        return 1;
+    if (rc != CURLE_OK)
+        return req->idempotent && rc != CURLE_OPERATION_TIMEDOUT && rc != CURLE_PEER_FAILED_VERIFICATION &&
+               rc != CURLE_SSL_CERTPROBLEM && rc != CURLE_COULDNT_RESOLVE_HOST && rc != CURLE_BAD_FUNCTION_ARGUMENT;
+    if (status == 429)
+        return 1;
+    return req->idempotent && (status == 500 || status == 502 || status == 503 || status == 504);
+}
+
+static double backoff_s(struct kn_client *c, int attempt, int retry_after)
+{
+    double base = 0.25 * (double)(1u << (attempt < 6 ? attempt : 6)), jitter;
+    if (base > 8)
+        base = 8;
+    if (retry_after >= 0)
+        return retry_after > 30 ? 30 : retry_after; /* the server knows best, within reason */
+    pthread_mutex_lock(&c->mu);
+    jitter = 0.5 + (double)rand_r(&c->seed) / RAND_MAX; /* 0.5x .. 1.5x */
+    pthread_mutex_unlock(&c->mu);
+    return base * jitter;
 }
 
 int kn_client_request(struct kn_client *c, const struct kn_request *req, struct kn_response *resp,
                       struct kn_err *err)
 {
     const struct kn_config *cfg = c->cfg;
-    int rc = -1;
-    pthread_mutex_lock(&c->mu);
-    /* A 401 may only mean a rotated or expired credential: fetch it again
-     * once and retry, as client-go does for exec plugins and token files. */
-    for (int attempt = 0; attempt < 2; attempt++) {
+    int refreshed = 0, retries = 0;
+    /* Retries stay within the request's timeout: a caller who asked for an
+     * answer in 5 s gets one, error or not. */
+    double deadline = mono_s() + (req->timeout_ms > 0 ? req->timeout_ms : c->opts.timeout_ms) / 1e3;
+    for (;;) {
         const char *token = cfg->token;
         const struct kn_blob *cert = &cfg->cert, *key = &cfg->key;
+        char *token_copy = NULL;
+        struct kn_blob cert_copy = {0}, key_copy = {0};
+        CURLcode rc;
+
+        /* Credentials are fetched (and refreshed) under the lock and copied,
+         * so a concurrent refresh never frees what a transfer is using. */
+        pthread_mutex_lock(&c->mu);
         if (cfg->exec) {
-            if (exec_cred(c, attempt > 0, err) < 0)
-                break;
+            if (exec_cred(c, refreshed, err) < 0) {
+                pthread_mutex_unlock(&c->mu);
+                return -1;
+            }
             if (c->exec.token)
                 token = c->exec.token;
             if (c->exec.cert.len) {
@@ -361,14 +495,54 @@ int kn_client_request(struct kn_client *c, const struct kn_request *req, struct 
             }
         }
         if (cfg->token_file && !(cfg->exec && c->exec.token)) {
-            token = file_token(c, attempt > 0, err);
-            if (!token)
-                break;
+            token = file_token(c, refreshed, err);
+            if (!token) {
+                pthread_mutex_unlock(&c->mu);
+                return -1;
+            }
         }
-        rc = perform(c, req, resp, token, cert, key, err);
-        if (rc < 0 || resp->status != 401 || !(cfg->exec || cfg->token_file))
-            break;
+        token_copy = token ? strdup(token) : NULL;
+        if (cert != &cfg->cert) {
+            cert_copy.data = malloc(cert->len);
+            key_copy.data = malloc(key->len);
+            if (cert_copy.data && key_copy.data) {
+                memcpy(cert_copy.data, cert->data, cert_copy.len = cert->len);
+                memcpy(key_copy.data, key->data, key_copy.len = key->len);
+            }
+            cert = &cert_copy;
+            key = &key_copy;
+        }
+        pthread_mutex_unlock(&c->mu);
+
+        rate_limit(c);
+        rc = perform(c, req, resp, token_copy, cert, key, err);
+        if (token_copy)
+            memset(token_copy, 0, strlen(token_copy));
+        free(token_copy);
+        free(cert_copy.data);
+        if (key_copy.data)
+            memset(key_copy.data, 0, key_copy.len);
+        free(key_copy.data);
+        resp->attempts = retries + refreshed + 1;
+
+        /* A 401 may only mean a rotated or expired credential: fetch it
+         * again once and retry, as client-go does for exec plugins and
+         * token files. */
+        if (rc == CURLE_OK && resp->status == 401 && (cfg->exec || cfg->token_file) && !refreshed) {
+            refreshed = 1;
+            continue;
+        }
+        if (retries < c->opts.max_retries && retryable(req, rc, resp->status)) {
+            double wait = backoff_s(c, retries, rc == CURLE_OK ? resp->retry_after : -1);
+            if (mono_s() + wait >= deadline)
+                return rc == CURLE_OK ? 0 : -1;
+            retries++;
+            pthread_mutex_lock(&c->mu);
+            c->stats.retries++;
+            pthread_mutex_unlock(&c->mu);
+            sleep_s(wait);
+            continue;
+        }
+        return rc == CURLE_OK ? 0 : -1;
     }
-    pthread_mutex_unlock(&c->mu);
-    return rc;
 }

@@ -13,7 +13,11 @@
 struct kn_client;
 
 struct kn_client_opts {
-    int timeout_ms; /* connect and whole-request limit; <= 0: 30 s */
+    int timeout_ms;   /* connect and whole-request limit; <= 0: 30 s */
+    double qps;       /* client-side rate limit of requests; <= 0: none */
+    int burst;        /* requests allowed at once above qps; <= 0: max(1, qps) */
+    int max_retries;  /* retries of 429/5xx/connection failures; < 0: none */
+    int http1;        /* force HTTP/1.1 (default: HTTP/2 over TLS, one shared connection) */
 };
 
 struct kn_request {
@@ -23,12 +27,24 @@ struct kn_request {
     size_t body_len;
     const char *content_type; /* NULL: application/json when there is a body */
     const char *accept;       /* NULL: application/json */
+    int timeout_ms;           /* 0: the client's timeout */
+    int idempotent;           /* safe to repeat after a 5xx (GET, PUT, DELETE, apply patches) */
 };
 
 struct kn_response {
     long status;
     struct kn_buf body;
     char content_type[128];
+    int retry_after;   /* seconds from a Retry-After header, or -1 */
+    long http_version; /* 11 or 20: the protocol the answer came over */
+    int attempts;      /* 1 + retries made */
+};
+
+struct kn_client_stats {
+    unsigned long requests;    /* HTTP transfers made (retries included) */
+    unsigned long connections; /* new connections they had to open */
+    unsigned long retries;
+    unsigned exec_runs;
 };
 
 /* Takes ownership of cfg (also on failure). */
@@ -42,7 +58,6 @@ const struct kn_config *kn_client_config(const struct kn_client *c);
 int kn_client_request(struct kn_client *c, const struct kn_request *req, struct kn_response *resp,
                       struct kn_err *err);
 
-/* How many times the exec plugin has run for this client. */
-unsigned kn_client_exec_runs(const struct kn_client *c);
+void kn_client_stats(struct kn_client *c, struct kn_client_stats *out);
 
 #endif

@@ -62,7 +62,15 @@ static int l_client(lua_State *L)
     o.in_cluster = lua_toboolean(L, -1);
     lua_getfield(L, 1, "timeout");
     co.timeout_ms = (int)(luaL_optnumber(L, -1, 0) * 1000);
-    lua_pop(L, 2);
+    lua_getfield(L, 1, "qps");
+    co.qps = luaL_optnumber(L, -1, 0);
+    lua_getfield(L, 1, "burst");
+    co.burst = (int)luaL_optinteger(L, -1, 0);
+    lua_getfield(L, 1, "max_retries");
+    co.max_retries = (int)luaL_optinteger(L, -1, 0);
+    lua_getfield(L, 1, "http1");
+    co.http1 = lua_toboolean(L, -1);
+    lua_pop(L, 6);
 
     lc = lua_newuserdatauv(L, sizeof *lc, 0);
     lc->c = NULL;
@@ -76,21 +84,28 @@ static int l_client(lua_State *L)
     return 1;
 }
 
-/* client:request(method, path [, body [, content_type [, accept]]])
- *   --> status, body, content_type | nil, err */
+/* client:request{ method=, path=, body=, content_type=, accept=, timeout=, idempotent= }
+ *   --> status, body, content_type, http_version | nil, err */
 static int l_request(lua_State *L)
 {
     struct kn_client *c = check_client(L);
     struct kn_request req = {0};
     struct kn_response resp = {0};
     struct kn_err err = {0};
-    req.method = luaL_checkstring(L, 2);
-    req.path = luaL_checkstring(L, 3);
-    req.body = luaL_optlstring(L, 4, NULL, &req.body_len);
-    req.content_type = luaL_optstring(L, 5, NULL);
-    req.accept = luaL_optstring(L, 6, NULL);
-    if (req.path[0] != '/')
-        return luaL_argerror(L, 3, "the path must start with '/'");
+    luaL_checktype(L, 2, LUA_TTABLE);
+    req.method = opt_string(L, 2, "method");
+    req.path = opt_string(L, 2, "path");
+    lua_getfield(L, 2, "body");
+    req.body = lua_tolstring(L, -1, &req.body_len); /* the table keeps it alive */
+    lua_getfield(L, 2, "timeout");
+    req.timeout_ms = (int)(luaL_optnumber(L, -1, 0) * 1000);
+    lua_getfield(L, 2, "idempotent");
+    req.idempotent = lua_toboolean(L, -1);
+    lua_pop(L, 3);
+    req.content_type = opt_string(L, 2, "content_type");
+    req.accept = opt_string(L, 2, "accept");
+    if (!req.method || !req.path || req.path[0] != '/')
+        return luaL_argerror(L, 2, "method and a path starting with '/' are needed");
     if (kn_client_request(c, &req, &resp, &err) < 0) {
         kn_buf_free(&resp.body);
         return push_err(L, &err);
@@ -98,8 +113,9 @@ static int l_request(lua_State *L)
     lua_pushinteger(L, resp.status);
     lua_pushlstring(L, resp.body.data ? resp.body.data : "", resp.body.len);
     lua_pushstring(L, resp.content_type);
+    lua_pushinteger(L, resp.http_version);
     kn_buf_free(&resp.body);
-    return 3;
+    return 4;
 }
 
 static void set_str(lua_State *L, const char *key, const char *v)
@@ -128,9 +144,20 @@ static int l_info(lua_State *L)
     return 1;
 }
 
-static int l_exec_runs(lua_State *L)
+/* client:stats() --> { requests, connections, retries, exec_runs } */
+static int l_stats(lua_State *L)
 {
-    lua_pushinteger(L, kn_client_exec_runs(check_client(L)));
+    struct kn_client_stats st;
+    kn_client_stats(check_client(L), &st);
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, (lua_Integer)st.requests);
+    lua_setfield(L, -2, "requests");
+    lua_pushinteger(L, (lua_Integer)st.connections);
+    lua_setfield(L, -2, "connections");
+    lua_pushinteger(L, (lua_Integer)st.retries);
+    lua_setfield(L, -2, "retries");
+    lua_pushinteger(L, (lua_Integer)st.exec_runs);
+    lua_setfield(L, -2, "exec_runs");
     return 1;
 }
 
@@ -155,7 +182,7 @@ static int l_tostring(lua_State *L)
 static const luaL_Reg client_methods[] = {
     { "request", l_request },
     { "info", l_info },
-    { "exec_runs", l_exec_runs },
+    { "stats", l_stats },
     { "close", l_close },
     { NULL, NULL },
 };

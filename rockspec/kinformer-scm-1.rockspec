@@ -32,7 +32,7 @@ build = {
     ["kinformer.core"] = {
       sources = {
         "csrc/kn_err.c", "csrc/kn_buf.c", "csrc/kn_base64.c", "csrc/kn_json.c",
-        "csrc/kn_kubeconfig.c", "csrc/kn_config.c", "csrc/kn_exec.c", "csrc/kn_client.c",
+        "csrc/kn_kubeconfig.c", "csrc/kn_config.c", "csrc/kn_exec.c", "csrc/kn_loop.c", "csrc/kn_client.c",
         "csrc/lk_core.c",
       },
       libraries = { "curl", "yaml", "pthread" },

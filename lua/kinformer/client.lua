@@ -11,7 +11,12 @@ local json = cjson.new()
 
 local option_types = {
   kubeconfig = "string", context = "string", in_cluster = "boolean", timeout = "number",
+  qps = "number", burst = "number", max_retries = "number", http1 = "boolean",
 }
+
+-- Defaults: a rate limit that protects the server from a runaway loop yet
+-- lets a script create a few thousand objects in a minute.
+local defaults = { timeout = 30, qps = 50, burst = 100, max_retries = 4 }
 
 local function check_options(opts)
   if opts == nil then return {} end
@@ -33,7 +38,16 @@ local function check_options(opts)
   if opts.in_cluster and (opts.kubeconfig or opts.context) then
     error("kinformer.client: in_cluster excludes kubeconfig and context", 3)
   end
-  return opts
+  if opts.burst and (opts.burst < 1 or math.type(opts.burst) ~= "integer") then
+    error("kinformer.client: burst must be a positive integer", 3)
+  end
+  if opts.max_retries and (opts.max_retries < 0 or math.type(opts.max_retries) ~= "integer") then
+    error("kinformer.client: max_retries must be an integer >= 0", 3)
+  end
+  local o = {}
+  for k, v in pairs(defaults) do o[k] = v end
+  for k, v in pairs(opts) do o[k] = v end
+  return o
 end
 
 local M = {}
@@ -51,16 +65,29 @@ local function is_json(ctype)
   return ctype == nil or ctype == "" or ctype:find("json", 1, true) ~= nil
 end
 
+local idempotent = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true }
+
 --- The low-level request every verb stands on: sends `body` (a table is
 -- encoded as JSON) and returns the decoded answer and the HTTP status, or
 -- nil and an error for transport failures and non-2xx answers.
-function Client:request(method, path, body, content_type)
-  if type(method) ~= "string" or type(path) ~= "string" then
-    error("kinformer: client:request(method, path [, body [, content_type]])", 2)
+-- opts: { content_type =, accept =, timeout = seconds }.
+function Client:request(method, path, body, opts)
+  if type(method) ~= "string" or type(path) ~= "string" or path:sub(1, 1) ~= "/" then
+    error("kinformer: client:request(method, path [, body [, opts]]): path must start with '/'", 2)
   end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("kinformer: client:request: opts must be a table", 2)
+  end
+  opts = opts or {}
   if type(body) == "table" then body = json.encode(body) end
-  local where = method .. " " .. path
-  local status, text, ctype = self._h:request(method, path, body, content_type)
+  local where = opts.where or (method .. " " .. path)
+  local ctype_out = opts.content_type
+  local status, text, ctype = self._h:request{
+    method = method, path = path, body = body, content_type = ctype_out, accept = opts.accept,
+    timeout = opts.timeout,
+    -- server-side apply is a declaration, safe to send twice
+    idempotent = idempotent[method] or ctype_out == "application/apply-patch+yaml",
+  }
   if not status then return nil, errors.from_core(text, where) end
   local decoded
   if is_json(ctype) and text ~= "" then
@@ -106,7 +133,12 @@ end
 
 --- How many times the exec credential plugin ran for this client.
 function Client:exec_runs()
-  return self._h:exec_runs()
+  return self._h:stats().exec_runs
+end
+
+--- Transport counters: { requests, connections, retries, exec_runs }.
+function Client:transport_stats()
+  return self._h:stats()
 end
 
 M.Client = Client

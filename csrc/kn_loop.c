@@ -1,0 +1,208 @@
+#include "kn_loop.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+
+enum { QUEUED, ACTIVE, FINISHED };
+
+struct kn_loop {
+    CURLM *multi;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stop;
+    struct kn_xfer *queued;   /* waiting to join the multi handle */
+    struct kn_xfer *cancels;  /* asked to end (linked through ->next while ACTIVE) */
+    struct kn_xfer *active;   /* in the multi handle; linked through ->next */
+};
+
+static void unlink_x(struct kn_xfer **list, struct kn_xfer *x)
+{
+    for (; *list; list = &(*list)->next)
+        if (*list == x) {
+            *list = x->next;
+            x->next = NULL;
+            return;
+        }
+}
+
+/* Removes a transfer from the multi handle and reports it; lock not held. */
+static void finish(struct kn_loop *l, struct kn_xfer *x, CURLcode rc)
+{
+    pthread_mutex_lock(&l->mu);
+    if (x->state == FINISHED) {
+        pthread_mutex_unlock(&l->mu);
+        return;
+    }
+    if (x->state == ACTIVE)
+        curl_multi_remove_handle(l->multi, x->easy);
+    unlink_x(&l->active, x);
+    unlink_x(&l->queued, x);
+    unlink_x(&l->cancels, x);
+    x->state = FINISHED;
+    pthread_mutex_unlock(&l->mu);
+    x->done(x, rc);
+}
+
+static void *run(void *arg)
+{
+    struct kn_loop *l = arg;
+    for (;;) {
+        struct kn_xfer *x;
+        struct CURLMsg *msg;
+        int running, left;
+
+        pthread_mutex_lock(&l->mu);
+        if (l->stop) {
+            pthread_mutex_unlock(&l->mu);
+            break;
+        }
+        while ((x = l->queued)) {
+            l->queued = x->next;
+            x->state = ACTIVE;
+            curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
+            curl_multi_add_handle(l->multi, x->easy);
+            x->next = l->active;
+            l->active = x;
+        }
+        pthread_mutex_unlock(&l->mu);
+
+        /* One at a time under the lock: a cancelled transfer may also have
+         * completed, and finish() takes it off every list exactly once. */
+        for (;;) {
+            pthread_mutex_lock(&l->mu);
+            x = l->cancels;
+            pthread_mutex_unlock(&l->mu);
+            if (!x)
+                break;
+            finish(l, x, CURLE_ABORTED_BY_CALLBACK);
+        }
+
+        curl_multi_perform(l->multi, &running);
+        while ((msg = curl_multi_info_read(l->multi, &left))) {
+            if (msg->msg == CURLMSG_DONE) {
+                char *p = NULL;
+                curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &p);
+                finish(l, (struct kn_xfer *)p, msg->data.result);
+            }
+        }
+        curl_multi_poll(l->multi, NULL, 0, 1000, NULL);
+    }
+    /* Stopping: everything still queued or running ends as aborted. */
+    for (;;) {
+        struct kn_xfer *x;
+        pthread_mutex_lock(&l->mu);
+        x = l->active ? l->active : l->queued ? l->queued : l->cancels;
+        pthread_mutex_unlock(&l->mu);
+        if (!x)
+            break;
+        finish(l, x, CURLE_ABORTED_BY_CALLBACK);
+    }
+    return NULL;
+}
+
+struct kn_loop *kn_loop_new(struct kn_err *err)
+{
+    struct kn_loop *l = calloc(1, sizeof *l);
+    if (!l) {
+        kn_err_set(err, 0, "Transport", "out of memory");
+        return NULL;
+    }
+    l->multi = curl_multi_init();
+    if (!l->multi) {
+        free(l);
+        kn_err_set(err, 0, "Transport", "libcurl could not create a multi handle");
+        return NULL;
+    }
+    /* HTTP/2: new transfers wait for, and share, the existing connection. */
+    curl_multi_setopt(l->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->cv, NULL);
+    if (pthread_create(&l->thread, NULL, run, l) != 0) {
+        curl_multi_cleanup(l->multi);
+        pthread_mutex_destroy(&l->mu);
+        pthread_cond_destroy(&l->cv);
+        free(l);
+        kn_err_set(err, 0, "Transport", "cannot start the I/O thread");
+        return NULL;
+    }
+    return l;
+}
+
+void kn_loop_free(struct kn_loop *l)
+{
+    if (!l)
+        return;
+    pthread_mutex_lock(&l->mu);
+    l->stop = 1;
+    pthread_mutex_unlock(&l->mu);
+    curl_multi_wakeup(l->multi);
+    pthread_join(l->thread, NULL);
+    curl_multi_cleanup(l->multi);
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->cv);
+    free(l);
+}
+
+void kn_loop_add(struct kn_loop *l, struct kn_xfer *x)
+{
+    pthread_mutex_lock(&l->mu);
+    x->state = QUEUED;
+    x->next = NULL;
+    /* append, so transfers start in the order they were added */
+    struct kn_xfer **p = &l->queued;
+    while (*p)
+        p = &(*p)->next;
+    *p = x;
+    pthread_mutex_unlock(&l->mu);
+    curl_multi_wakeup(l->multi);
+}
+
+void kn_loop_cancel(struct kn_loop *l, struct kn_xfer *x)
+{
+    pthread_mutex_lock(&l->mu);
+    if (x->state != FINISHED) {
+        /* Moved to the cancel list; the I/O thread removes it from the multi
+         * handle (only that thread may touch the multi handle). */
+        unlink_x(&l->queued, x);
+        unlink_x(&l->active, x);
+        unlink_x(&l->cancels, x);
+        x->next = l->cancels;
+        l->cancels = x;
+    }
+    pthread_mutex_unlock(&l->mu);
+    curl_multi_wakeup(l->multi);
+}
+
+struct sync_xfer {
+    struct kn_xfer x;
+    struct kn_loop *loop;
+    CURLcode rc;
+    int finished;
+};
+
+static void sync_done(struct kn_xfer *x, CURLcode rc)
+{
+    struct sync_xfer *s = (struct sync_xfer *)x;
+    pthread_mutex_lock(&s->loop->mu);
+    s->rc = rc;
+    s->finished = 1;
+    pthread_cond_broadcast(&s->loop->cv);
+    pthread_mutex_unlock(&s->loop->mu);
+}
+
+CURLcode kn_loop_run(struct kn_loop *l, CURL *easy)
+{
+    struct sync_xfer s = { { easy, sync_done, NULL, 0 }, l, CURLE_OK, 0 };
+    kn_loop_add(l, &s.x);
+    pthread_mutex_lock(&l->mu);
+    while (!s.finished)
+        pthread_cond_wait(&l->cv, &l->mu);
+    pthread_mutex_unlock(&l->mu);
+    return s.rc;
+}
+
+void kn_loop_lock(struct kn_loop *l) { pthread_mutex_lock(&l->mu); }
+void kn_loop_unlock(struct kn_loop *l) { pthread_mutex_unlock(&l->mu); }
+void kn_loop_wait(struct kn_loop *l) { pthread_cond_wait(&l->cv, &l->mu); }
+void kn_loop_broadcast(struct kn_loop *l) { pthread_cond_broadcast(&l->cv); }

@@ -1,0 +1,44 @@
+/* The I/O thread of a client: one libcurl multi handle, so every request and
+ * watch of the client shares one connection pool (HTTP/2: one connection,
+ * many streams). Transfers are handed over from any thread; their callbacks
+ * (write, header, done) run on the I/O thread and must never call into Lua. */
+#ifndef KN_LOOP_H
+#define KN_LOOP_H
+
+#include <curl/curl.h>
+
+#include "kn_err.h"
+
+struct kn_loop;
+
+struct kn_xfer {
+    CURL *easy;
+    /* Called on the I/O thread once the transfer has left the multi handle:
+     * rc is CURLE_OK, a transfer error, or CURLE_ABORTED_BY_CALLBACK when it
+     * was cancelled or the loop stopped. The easy handle is the caller's to
+     * clean up. */
+    void (*done)(struct kn_xfer *x, CURLcode rc);
+    /* loop-private */
+    struct kn_xfer *next;
+    int state;
+};
+
+struct kn_loop *kn_loop_new(struct kn_err *err);
+/* Stops the thread; transfers still running end with CURLE_ABORTED_BY_CALLBACK. */
+void kn_loop_free(struct kn_loop *l);
+
+/* Queues a transfer; its done callback will run exactly once. */
+void kn_loop_add(struct kn_loop *l, struct kn_xfer *x);
+/* Asks for a queued or running transfer to end (done runs with
+ * CURLE_ABORTED_BY_CALLBACK unless it already finished). */
+void kn_loop_cancel(struct kn_loop *l, struct kn_xfer *x);
+/* Runs one transfer to completion, blocking the calling thread. */
+CURLcode kn_loop_run(struct kn_loop *l, CURL *easy);
+
+/* Lock and condition shared with callers that wait for their own transfers. */
+void kn_loop_lock(struct kn_loop *l);
+void kn_loop_unlock(struct kn_loop *l);
+void kn_loop_wait(struct kn_loop *l);
+void kn_loop_broadcast(struct kn_loop *l);
+
+#endif

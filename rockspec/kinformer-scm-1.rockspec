@@ -29,11 +29,13 @@ build = {
     ["kinformer"] = "lua/kinformer/init.lua",
     ["kinformer.client"] = "lua/kinformer/client.lua",
     ["kinformer.errors"] = "lua/kinformer/errors.lua",
+    ["kinformer.discovery"] = "lua/kinformer/discovery.lua",
+    ["kinformer.rest"] = "lua/kinformer/rest.lua",
     ["kinformer.core"] = {
       sources = {
         "csrc/kn_err.c", "csrc/kn_buf.c", "csrc/kn_base64.c", "csrc/kn_json.c",
         "csrc/kn_kubeconfig.c", "csrc/kn_config.c", "csrc/kn_exec.c", "csrc/kn_loop.c", "csrc/kn_client.c",
-        "csrc/lk_core.c",
+        "csrc/lk_core.c", "csrc/lk_json.c",
       },
       libraries = { "curl", "yaml", "pthread" },
       incdirs = { "$(YAML_INCDIR)" },

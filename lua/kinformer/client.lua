@@ -141,5 +141,7 @@ function Client:transport_stats()
   return self._h:stats()
 end
 
+require("kinformer.rest").install(Client)
+
 M.Client = Client
 return M

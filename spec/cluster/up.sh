@@ -315,6 +315,7 @@ start kube-controller-manager \
   q() { printf 'export %s=%q\n' "$1" "$2"; }
   q KINFORMER_STATE "$state"
   q KINFORMER_SERVER "$server"
+  q KINFORMER_ETCD "http://127.0.0.1:$etcd_port"
   q KINFORMER_CA "$pki/ca.crt"
   q KINFORMER_CA_KEY "$pki/ca.key" # to sign more client certificates in tests
   q KINFORMER_TOKEN_FILE "$state/token"

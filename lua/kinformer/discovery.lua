@@ -68,7 +68,7 @@ end
 local function from_resource_list(list)
   local rs, by_name = {}, {}
   for _, r in ipairs(list.resources or {}) do
-    local base, sub = r.name:match("^([^/]+)/(.+)$")
+    local base = r.name:match("^([^/]+)/(.+)$")
     if not base then
       local d = { resource = r.name, kind = r.kind, namespaced = r.namespaced, singular = r.singularName or "",
                   verbs = r.verbs, short_names = r.shortNames, categories = r.categories, subresources = {} }

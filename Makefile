@@ -16,7 +16,7 @@ PKG_LIBS    := $(shell pkg-config --libs libcurl yaml-0.1 2>/dev/null || echo -l
 
 CORE_SRC := csrc/kn_err.c csrc/kn_buf.c csrc/kn_base64.c csrc/kn_json.c csrc/kn_kubeconfig.c \
             csrc/kn_config.c csrc/kn_exec.c csrc/kn_loop.c csrc/kn_client.c
-BIND_SRC := csrc/lk_core.c
+BIND_SRC := csrc/lk_core.c csrc/lk_json.c
 HDRS     := $(wildcard csrc/*.h)
 MODULE   := lua/kinformer/core.so
 
@@ -56,7 +56,7 @@ lint: deps
 
 # C unit tests, under AddressSanitizer and UndefinedBehaviorSanitizer.
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-build/ctest: spec/c/test_main.c $(wildcard spec/c/*.c) $(CORE_SRC) $(HDRS)
+build/ctest: spec/c/test_main.c $(wildcard spec/c/*.c spec/c/*.h) $(CORE_SRC) $(HDRS)
 	@mkdir -p build
 	$(CC) -O1 -g $(WARN) $(SAN) -Icsrc $(PKG_CFLAGS) -o $@ $(wildcard spec/c/*.c) $(CORE_SRC) $(PKG_LIBS) -lpthread
 

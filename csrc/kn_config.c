@@ -2,6 +2,7 @@
  * in-cluster service account. */
 #include "kn_config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,11 +51,15 @@ void kn_config_free(struct kn_config *c)
 static char *trimmed_file(const char *path)
 {
     size_t len;
+    size_t start = 0;
     char *s = kn_read_file(path, &len);
     if (!s)
         return NULL;
-    while (len && (s[len - 1] == '\n' || s[len - 1] == '\r' || s[len - 1] == ' '))
+    while (len && isspace((unsigned char)s[len - 1]))
         s[--len] = '\0';
+    while (start < len && isspace((unsigned char)s[start]))
+        start++;
+    memmove(s, s + start, len - start + 1);
     return s;
 }
 

@@ -31,32 +31,59 @@ void kn_exec_cred_clear(struct kn_exec_cred *c)
     memset(c, 0, sizeof *c);
 }
 
+static int digits(const char *s, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+    return 1;
+}
+
+static int num(const char *s, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++)
+        v = v * 10 + (s[i] - '0');
+    return v;
+}
+
 time_t kn_parse_rfc3339(const char *s)
 {
+    static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
     struct tm tm;
-    int y, mo, d, h, mi, sec, n = 0;
+    int y, mo, d, h, mi, sec;
     long off = 0;
     time_t t;
-    memset(&tm, 0, sizeof tm);
-    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 || n != 19)
+    /* YYYY-MM-DDTHH:MM:SS, checked by position: sscanf would accept signs
+     * and short fields */
+    if (strlen(s) < 20 || !digits(s, 4) || s[4] != '-' || !digits(s + 5, 2) || s[7] != '-' ||
+        !digits(s + 8, 2) || (s[10] != 'T' && s[10] != 't') || !digits(s + 11, 2) || s[13] != ':' ||
+        !digits(s + 14, 2) || s[16] != ':' || !digits(s + 17, 2))
         return -1;
-    s += n;
-    if (*s == '.')
-        for (s++; *s >= '0' && *s <= '9'; s++)
-            ;
+    y = num(s, 4), mo = num(s + 5, 2), d = num(s + 8, 2);
+    h = num(s + 11, 2), mi = num(s + 14, 2), sec = num(s + 17, 2);
+    s += 19;
+    if (*s == '.') {
+        if (!digits(++s, 1))
+            return -1;
+        while (*s >= '0' && *s <= '9')
+            s++;
+    }
     if (*s == 'Z' || *s == 'z') {
         s++;
     } else if (*s == '+' || *s == '-') {
-        int oh, om;
-        if (sscanf(s + 1, "%2d:%2d", &oh, &om) != 2)
+        if (strlen(s) != 6 || !digits(s + 1, 2) || s[3] != ':' || !digits(s + 4, 2))
             return -1;
-        off = (oh * 3600L + om * 60L) * (*s == '-' ? -1 : 1);
+        off = (num(s + 1, 2) * 3600L + num(s + 4, 2) * 60L) * (*s == '-' ? -1 : 1);
         s += 6;
     } else {
         return -1;
     }
-    if (*s || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+    if (*s || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 || mi > 59 || sec > 60)
         return -1;
+    if (mo == 2 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+        return -1;
+    memset(&tm, 0, sizeof tm);
     tm.tm_year = y - 1900;
     tm.tm_mon = mo - 1;
     tm.tm_mday = d;
@@ -258,8 +285,21 @@ int kn_exec_run(const struct kn_config *cfg, int timeout_ms, struct kn_exec_cred
             break;
         }
     }
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
+    /* The plugin may close stdout and linger: the deadline still holds. */
+    for (;;) {
+        pid_t w = waitpid(pid, &status, timed_out ? 0 : WNOHANG);
+        if (w == pid || (w < 0 && errno != EINTR))
+            break;
+        if (w == 0) {
+            if (now_ms() >= deadline) {
+                timed_out = 1;
+                kill(pid, SIGKILL);
+            } else {
+                struct timespec ts = { 0, 5 * 1000 * 1000 };
+                nanosleep(&ts, NULL);
+            }
+        }
+    }
     if (timed_out) {
         kn_err_set(err, 0, "ExecPlugin", "exec plugin \"%s\" for user \"%s\" did not finish within %d ms",
                    ex->command, who, timeout_ms);

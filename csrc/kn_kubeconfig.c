@@ -87,9 +87,12 @@ static const char *scalar_text(const yaml_node_t *n)
     if (!n || n->type != YAML_SCALAR_NODE)
         return NULL;
     v = (const char *)n->data.scalar.value;
+    /* kubectl writes unset fields as "" (current-context: ""): empty is unset
+     * in any quoting style, as client-go reads it */
+    if (v[0] == '\0')
+        return NULL;
     if (n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
-        (v[0] == '\0' || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 || strcmp(v, "Null") == 0 ||
-         strcmp(v, "NULL") == 0))
+        (strcmp(v, "~") == 0 || strcmp(v, "null") == 0 || strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0))
         return NULL;
     return v;
 }
@@ -122,7 +125,7 @@ static int get_str(struct kfile *f, yaml_node_t *map, const char *what, const ch
     if (is_null(v))
         return 0;
     if (v->type != YAML_SCALAR_NODE)
-        return kn_err_set(err, 0, "Config", "%s:%lu: %s: %s must be a string", f->path, line_of(v), what, key);
+        return kn_err_set(err, 0, "Config", "kubeconfig %s:%lu: %s: %s must be a string", f->path, line_of(v), what, key);
     *out = scalar_text(v);
     return 0;
 }
@@ -143,7 +146,7 @@ static int get_bool(struct kfile *f, yaml_node_t *map, const char *what, const c
         if (strcasecmp(s, no[i]) == 0)
             return 0;
     }
-    return kn_err_set(err, 0, "Config", "%s:%lu: %s: %s must be true or false, not \"%s\"", f->path,
+    return kn_err_set(err, 0, "Config", "kubeconfig %s:%lu: %s: %s must be true or false, not \"%s\"", f->path,
                       line_of(map_get(f, map, key)), what, key, s);
 }
 
@@ -158,7 +161,7 @@ static int get_strv(struct kfile *f, yaml_node_t *map, const char *what, const c
     if (is_null(v))
         return 0;
     if (v->type != YAML_SEQUENCE_NODE)
-        return kn_err_set(err, 0, "Config", "%s:%lu: %s: %s must be a list of strings", f->path, line_of(v),
+        return kn_err_set(err, 0, "Config", "kubeconfig %s:%lu: %s: %s must be a list of strings", f->path, line_of(v),
                           what, key);
     *out = calloc((size_t)(v->data.sequence.items.top - v->data.sequence.items.start) + 1, sizeof **out);
     if (!*out)
@@ -166,7 +169,7 @@ static int get_strv(struct kfile *f, yaml_node_t *map, const char *what, const c
     for (it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
         yaml_node_t *s = node(f, *it);
         if (!s || s->type != YAML_SCALAR_NODE)
-            return kn_err_set(err, 0, "Config", "%s:%lu: %s: %s must be a list of strings", f->path,
+            return kn_err_set(err, 0, "Config", "kubeconfig %s:%lu: %s: %s must be a list of strings", f->path,
                               line_of(s), what, key);
         (*out)[n++] = kn_strdup((const char *)s->data.scalar.value);
     }
@@ -243,6 +246,9 @@ static int kset_load(struct kset *s, const char *files, int skip_missing, struct
         s->f = nf;
         memset(&s->f[s->n], 0, sizeof s->f[s->n]);
         if (load_file(&s->f[s->n], path, err) < 0) {
+            /* a document that parsed but is not a mapping must go too;
+             * deleting a zeroed document is harmless */
+            yaml_document_delete(&s->f[s->n].doc);
             free(s->f[s->n].path);
             free(list);
             return -1;
@@ -313,20 +319,30 @@ static void names_of(struct kset *s, const char *list, char *out, size_t cap)
         snprintf(out, cap, "none");
 }
 
-/* A path from a kubeconfig, made absolute against the file's directory. */
+/* A path from a kubeconfig, made absolute against the file's directory (so
+ * it still works after the program changes directory, as in client-go). */
 static char *resolve_path(const struct kfile *f, const char *p)
 {
     const char *slash;
-    char *out;
+    char cwd[4096], *out;
     size_t dirlen;
     if (!p)
         return NULL;
-    if (p[0] == '/' || !(slash = strrchr(f->path, '/')))
+    if (p[0] == '/')
         return kn_strdup(p);
-    dirlen = (size_t)(slash - f->path);
-    out = malloc(dirlen + strlen(p) + 2);
-    if (out)
+    if (f->path[0] != '/' && !getcwd(cwd, sizeof cwd))
+        return kn_strdup(p);
+    slash = strrchr(f->path, '/');
+    dirlen = slash ? (size_t)(slash - f->path) : 0;
+    out = malloc(strlen(cwd) * (f->path[0] != '/') + dirlen + strlen(p) + 3);
+    if (!out)
+        return NULL;
+    if (f->path[0] == '/')
         sprintf(out, "%.*s/%s", (int)dirlen, f->path, p);
+    else if (dirlen)
+        sprintf(out, "%s/%.*s/%s", cwd, (int)dirlen, f->path, p);
+    else
+        sprintf(out, "%s/%s", cwd, p);
     return out;
 }
 

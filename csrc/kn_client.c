@@ -428,6 +428,7 @@ static CURLcode perform(struct kn_client *c, const struct kn_request *req, struc
     pthread_mutex_lock(&c->mu);
     c->stats.requests++;
     c->stats.connections += (unsigned long)connects;
+    c->stats.http2 += resp->http_version == 20;
     pthread_mutex_unlock(&c->mu);
     if (rc != CURLE_OK)
         kn_err_set(err, 0, "Transport", "%s %s: %s%s", req->method, url, errbuf[0] ? errbuf : curl_easy_strerror(rc),

@@ -44,6 +44,7 @@ struct kn_client_stats {
     unsigned long requests;    /* HTTP transfers made (retries included) */
     unsigned long connections; /* new connections they had to open */
     unsigned long retries;
+    unsigned long http2;       /* answers that came over HTTP/2 */
     unsigned exec_runs;
 };
 

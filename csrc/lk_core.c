@@ -9,6 +9,7 @@
 
 #include "kn_client.h"
 #include "kn_config.h"
+#include "lk_json.h"
 
 #define CLIENT_MT "kinformer.core.client"
 
@@ -156,6 +157,8 @@ static int l_stats(lua_State *L)
     lua_setfield(L, -2, "connections");
     lua_pushinteger(L, (lua_Integer)st.retries);
     lua_setfield(L, -2, "retries");
+    lua_pushinteger(L, (lua_Integer)st.http2);
+    lua_setfield(L, -2, "http2");
     lua_pushinteger(L, (lua_Integer)st.exec_runs);
     lua_setfield(L, -2, "exec_runs");
     return 1;
@@ -211,6 +214,7 @@ int luaopen_kinformer_core(lua_State *L)
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
     luaL_newlib(L, core_funcs);
+    lk_json_register(L);
     lua_pushstring(L, curl_version());
     lua_setfield(L, -2, "curl_version");
     return 1;

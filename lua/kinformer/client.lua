@@ -1,5 +1,4 @@
 --- A connection to one cluster as one user: kinformer.client{...}.
-local cjson = require "cjson"
 local core = require "kinformer.core"
 local errors = require "kinformer.errors"
 
@@ -7,7 +6,9 @@ local Client = {}
 Client.__index = Client
 Client.__name = "kinformer.client"
 
-local json = cjson.new()
+-- JSON in and out goes through the binding's lossless codec, not cjson:
+-- empty arrays stay arrays, int64 values stay exact (see README, "JSON").
+local json_encode, json_decode = core.json_encode, core.json_decode
 
 local option_types = {
   kubeconfig = "string", context = "string", in_cluster = "boolean", timeout = "number",
@@ -79,8 +80,12 @@ function Client:request(method, path, body, opts)
     error("kinformer: client:request: opts must be a table", 2)
   end
   opts = opts or {}
-  if type(body) == "table" then body = json.encode(body) end
   local where = opts.where or (method .. " " .. path)
+  if type(body) == "table" then
+    local text, jerr = json_encode(body)
+    if not text then error(("kinformer: %s: cannot encode the body: %s"):format(where, jerr), 3) end
+    body = text
+  end
   local ctype_out = opts.content_type
   local status, text, ctype = self._h:request{
     method = method, path = path, body = body, content_type = ctype_out, accept = opts.accept,
@@ -90,10 +95,7 @@ function Client:request(method, path, body, opts)
   }
   if not status then return nil, errors.from_core(text, where) end
   local decoded
-  if is_json(ctype) and text ~= "" then
-    local ok, v = pcall(json.decode, text)
-    if ok then decoded = v end
-  end
+  if is_json(ctype) and text ~= "" then decoded = json_decode(text) end
   if status < 200 or status > 299 then
     return nil, errors.from_http(status, decoded, text, where)
   end

@@ -12,6 +12,19 @@ local M = {
   errors = errors,
 }
 
+--- JSON as the client sends and reads it: lossless for Kubernetes objects.
+-- decode: arrays get kinformer.array_mt (so [] stays []), integers are Lua
+-- integers (int64, exact), null is kinformer.null (the same value as cjson.null).
+M.json = { encode = M.core.json_encode, decode = M.core.json_decode }
+M.null = require("cjson").null -- the binding decodes null to this same value
+assert(M.null == M.core.null)
+M.array_mt = M.core.array_mt
+
+--- Marks a table as a JSON array (so an empty one encodes as []).
+function M.array(t)
+  return M.core.array(t)
+end
+
 --- Opens a client from $KUBECONFIG or ~/.kube/config, else in-cluster.
 -- opts: { kubeconfig = path, context = name, in_cluster = bool, timeout = seconds }.
 -- Returns the client, or nil and an error that says what to fix.

@@ -277,3 +277,122 @@ describe("pagination", function()
     assert.are.equal(1200, #l.items)
   end)
 end)
+
+describe("custom resources and round trips", function()
+  local c, ns
+  local crd_name = "widgets.kinformer.test"
+  setup(function()
+    c = must(kinformer.client{ kubeconfig = cluster.kubeconfig })
+    ns = ns_name("crd")
+    must(c:create("namespaces", { metadata = { name = ns } }))
+    c:delete("customresourcedefinitions", crd_name)
+    -- wait for an older one to go (a rerun against the same cluster)
+    for _ = 1, 100 do
+      if not c:get("customresourcedefinitions", crd_name) then break end
+      os.execute("sleep 0.1")
+    end
+    must(c:resources()) -- cache discovery before the CRD exists
+    must(c:create("customresourcedefinitions", {
+      metadata = { name = crd_name },
+      spec = {
+        group = "kinformer.test", scope = "Namespaced",
+        names = { plural = "widgets", singular = "widget", kind = "Widget", shortNames = { "wdg" } },
+        versions = { {
+          name = "v1", served = true, storage = true,
+          subresources = { status = {} },
+          schema = { openAPIV3Schema = { type = "object", properties = {
+            spec = { type = "object", ["x-kubernetes-preserve-unknown-fields"] = true },
+            status = { type = "object", ["x-kubernetes-preserve-unknown-fields"] = true },
+          } } },
+        } },
+      },
+    }))
+    for _ = 1, 100 do
+      local crd = c:get("customresourcedefinitions", crd_name)
+      local established = false
+      local status = crd and crd.status ~= kinformer.null and crd.status or {}
+      local conditions = status.conditions ~= kinformer.null and status.conditions or {}
+      for _, cond in ipairs(conditions) do
+        if cond.type == "Established" and cond.status == "True" then established = true end
+      end
+      if established then break end
+      os.execute("sleep 0.1")
+    end
+  end)
+  teardown(function()
+    c:delete("namespaces", ns)
+    c:delete("customresourcedefinitions", crd_name)
+  end)
+
+  it("finds a CRD created a moment ago and uses every verb on it", function()
+    local r = must(c:resolve("wdg")) -- not in the cached discovery: one refresh finds it
+    assert.are.same({ "kinformer.test", "v1", "widgets", "Widget", true },
+      { r.group, r.version, r.resource, r.kind, r.namespaced })
+    assert.is_table(r.subresources.status)
+    local w = must(c:create("widgets", { metadata = { name = "w1" }, spec = { size = 1 } }, { namespace = ns }))
+    assert.are.same({ "kinformer.test/v1", "Widget" }, { w.apiVersion, w.kind })
+    w = must(c:get("widget", "w1", { namespace = ns }))
+    w.spec.size = 2
+    w = must(c:update("widgets.kinformer.test", w))
+    assert.are.equal(2, w.spec.size)
+    w.status = { ready = true }
+    assert.is_true(must(c:update("Widget", w, { subresource = "status" })).status.ready)
+    assert.are.equal(3, must(c:patch("kinformer.test/v1/widgets", "w1", { spec = { size = 3 } }, { namespace = ns })).spec.size)
+    must(c:patch("widgets", "w1", { apiVersion = "kinformer.test/v1", kind = "Widget", metadata = { name = "w1" },
+      spec = { color = "red" } }, { namespace = ns, type = "apply", field_manager = "spec" }))
+    local l = must(c:list("widgets.v1.kinformer.test", { namespace = ns }))
+    assert.are.equal(1, #l.items)
+    assert.are.same({ "kinformer.test/v1", "Widget", 3, "red" },
+      { l.items[1].apiVersion, l.items[1].kind, l.items[1].spec.size, l.items[1].spec.color })
+    must(c:create("widgets", { metadata = { name = "w2", labels = { tmp = "1" } } }, { namespace = ns }))
+    must(c:delete_collection("widgets", { namespace = ns, label_selector = "tmp=1" }))
+    must(c:delete("widgets", "w1", { namespace = ns }))
+    assert.are.equal(0, #must(c:list("widgets", { namespace = ns })).items)
+  end)
+
+  it("keeps empty lists, empty objects, nulls and large integers through get and update", function()
+    local big = 9007199254740993 -- 2^53 + 1: a double cannot hold it
+    must(c:create("widgets", { metadata = { name = "rt" }, spec = {
+      list = kinformer.array{}, obj = {}, nested = { kinformer.array{}, {} }, big = big, neg = -9223372036854775807,
+      ratio = 0.1, n = kinformer.null } }, { namespace = ns }))
+    local w = must(c:get("widgets", "rt", { namespace = ns }))
+    assert.are.equal(big, w.spec.big)
+    assert.are.equal("integer", math.type(w.spec.big))
+    assert.are.equal(-9223372036854775807, w.spec.neg)
+    assert.are.equal(0.1, w.spec.ratio)
+    assert.are.equal(kinformer.array_mt, getmetatable(w.spec.list))
+    assert.is_nil(getmetatable(w.spec.obj))
+    assert.are.equal(kinformer.null, w.spec.n)
+    -- written back unchanged but for one field: the server must see the same shapes
+    w.spec.touched = true
+    local back = must(c:update("widgets", w))
+    assert.are.equal('{"big":9007199254740993,"list":[],"n":null,"neg":-9223372036854775807,' ..
+      '"nested":[[],{}],"obj":{},"ratio":0.1,"touched":true}', kinformer.json.encode(back.spec))
+    -- and as the server stores it (read by kubectl, the other client)
+    local out = cluster.kubectl(("get widgets rt -n %s -o jsonpath={.spec}"):format(ns))
+    local server = kinformer.json.decode(out)
+    assert.are.equal(big, server.big)
+    assert.are.equal(kinformer.array_mt, getmetatable(server.list))
+  end)
+
+  it("round-trips a Deployment and a ConfigMap with empty data", function()
+    local dep = must(c:create("deployments", {
+      metadata = { name = "rt", namespace = ns, finalizers = { "kinformer.test/hold" } },
+      spec = { replicas = 2, selector = { matchLabels = { app = "rt" } }, revisionHistoryLimit = 3,
+        template = { metadata = { labels = { app = "rt" } },
+          spec = { containers = { { name = "c", image = "x", args = kinformer.array{}, env = kinformer.array{} } } } } },
+    }))
+    local got = must(c:get("deployments", "rt", { namespace = ns }))
+    got.metadata.finalizers = kinformer.array{} -- drop the finalizer: an empty list, not an object
+    local upd = must(c:update("deployments", got))
+    assert.is_nil(upd.metadata.finalizers)
+    assert.are.equal(2, upd.spec.replicas)
+    assert.are.equal("integer", math.type(upd.spec.replicas))
+    assert.are.equal(dep.metadata.uid, upd.metadata.uid)
+    local cm = must(c:create("configmaps", { metadata = { name = "empty", namespace = ns }, data = {} }))
+    cm.data = {}
+    cm.binaryData = {}
+    must(c:update("configmaps", cm))
+    assert.are.equal("", cluster.kubectl(("get configmap empty -n %s -o jsonpath={.data}"):format(ns)))
+  end)
+end)

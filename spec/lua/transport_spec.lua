@@ -20,7 +20,7 @@ end
 describe("transport", function()
   local fault, port, pid, dir
   setup(function()
-    fault = assert(io.popen("python3 spec/support/fault_server.py", "r"))
+    fault = assert(io.popen("exec python3 spec/support/fault_server.py", "r"))
     port, pid = fault:read("l"):match("^(%d+) (%d+)$")
     assert(port, "the fault server did not start")
   end)

@@ -43,6 +43,33 @@ describe("discovery", function()
     assert.is_true(n > 40)
   end)
 
+  it("falls back to the classic /api + /apis walk and finds the same resources", function()
+    local aggregated = {}
+    for _, r in ipairs(must(c:refresh())) do aggregated[r.resource .. "." .. r.group] = r end
+    assert.are.equal("aggregated", c._discovery)
+    -- ask without the aggregated media type: the real server answers with the classic documents
+    local classic = must(kinformer.client{ kubeconfig = cluster.kubeconfig })
+    local real = classic.request
+    classic.request = function(self, method, path, body, opts)
+      if opts and opts.accept then opts.accept = nil end
+      return real(self, method, path, body, opts)
+    end
+    local list = must(classic:resources())
+    assert.are.equal("classic", classic._discovery)
+    local n = 0
+    for _, r in ipairs(list) do
+      local a = aggregated[r.resource .. "." .. r.group]
+      assert(a, "classic discovery found " .. r.resource .. "." .. r.group .. " that aggregated did not")
+      assert.are.same({ a.version, a.kind, a.namespaced, a.singular }, { r.version, r.kind, r.namespaced, r.singular })
+      assert.are.same(a.short_names, r.short_names)
+      n = n + 1
+    end
+    local total = 0
+    for _ in pairs(aggregated) do total = total + 1 end
+    assert.are.equal(total, n)
+    assert.is_table(must(classic:resolve("pods")).subresources.status)
+  end)
+
   it("keeps subresources out of the list but known", function()
     for _, r in ipairs(must(c:resources())) do assert.is_nil(r.resource:find("/", 1, true)) end
     local pods = must(c:resolve("pods"))

@@ -36,6 +36,7 @@ struct kn_client {
 
     struct kn_exec_cred exec;
     int exec_valid;
+    int stale;                 /* a stream got 401: refresh the credential */
     unsigned exec_runs;
 };
 
@@ -465,6 +466,68 @@ static double backoff_s(struct kn_client *c, int attempt, int retry_after)
     return base * jitter;
 }
 
+/* A private copy of the credentials to send: fetched (and refreshed) under
+ * the lock, so that a concurrent refresh never frees what a transfer uses. */
+struct creds {
+    char *token;
+    struct kn_blob cert, key; /* copies when they came from the exec plugin */
+    int own_cert;
+};
+
+static void creds_free(struct creds *k)
+{
+    if (k->token)
+        memset(k->token, 0, strlen(k->token));
+    free(k->token);
+    if (k->own_cert) {
+        free(k->cert.data);
+        if (k->key.data)
+            memset(k->key.data, 0, k->key.len);
+        free(k->key.data);
+    }
+    memset(k, 0, sizeof *k);
+}
+
+static int get_creds(struct kn_client *c, int refresh, struct creds *k, struct kn_err *err)
+{
+    const struct kn_config *cfg = c->cfg;
+    const char *token = cfg->token;
+    memset(k, 0, sizeof *k);
+    k->cert = cfg->cert;
+    k->key = cfg->key;
+    pthread_mutex_lock(&c->mu);
+    refresh |= c->stale;
+    c->stale = 0;
+    if (cfg->exec) {
+        if (exec_cred(c, refresh, err) < 0) {
+            pthread_mutex_unlock(&c->mu);
+            return -1;
+        }
+        if (c->exec.token)
+            token = c->exec.token;
+        if (c->exec.cert.len) {
+            k->own_cert = 1;
+            k->cert.data = malloc(c->exec.cert.len);
+            k->key.data = malloc(c->exec.key.len);
+            if (k->cert.data && k->key.data) {
+                memcpy(k->cert.data, c->exec.cert.data, k->cert.len = c->exec.cert.len);
+                memcpy(k->key.data, c->exec.key.data, k->key.len = c->exec.key.len);
+            }
+        }
+    }
+    if (cfg->token_file && !(cfg->exec && c->exec.token)) {
+        token = file_token(c, refresh, err);
+        if (!token) {
+            pthread_mutex_unlock(&c->mu);
+            creds_free(k);
+            return -1;
+        }
+    }
+    k->token = token ? strdup(token) : NULL;
+    pthread_mutex_unlock(&c->mu);
+    return 0;
+}
+
 int kn_client_request(struct kn_client *c, const struct kn_request *req, struct kn_response *resp,
                       struct kn_err *err)
 {
@@ -474,56 +537,13 @@ int kn_client_request(struct kn_client *c, const struct kn_request *req, struct 
      * answer in 5 s gets one, error or not. */
     double deadline = mono_s() + (req->timeout_ms > 0 ? req->timeout_ms : c->opts.timeout_ms) / 1e3;
     for (;;) {
-        const char *token = cfg->token;
-        const struct kn_blob *cert = &cfg->cert, *key = &cfg->key;
-        char *token_copy = NULL;
-        struct kn_blob cert_copy = {0}, key_copy = {0};
+        struct creds k;
         CURLcode rc;
-
-        /* Credentials are fetched (and refreshed) under the lock and copied,
-         * so a concurrent refresh never frees what a transfer is using. */
-        pthread_mutex_lock(&c->mu);
-        if (cfg->exec) {
-            if (exec_cred(c, refreshed, err) < 0) {
-                pthread_mutex_unlock(&c->mu);
-                return -1;
-            }
-            if (c->exec.token)
-                token = c->exec.token;
-            if (c->exec.cert.len) {
-                cert = &c->exec.cert;
-                key = &c->exec.key;
-            }
-        }
-        if (cfg->token_file && !(cfg->exec && c->exec.token)) {
-            token = file_token(c, refreshed, err);
-            if (!token) {
-                pthread_mutex_unlock(&c->mu);
-                return -1;
-            }
-        }
-        token_copy = token ? strdup(token) : NULL;
-        if (cert != &cfg->cert) {
-            cert_copy.data = malloc(cert->len);
-            key_copy.data = malloc(key->len);
-            if (cert_copy.data && key_copy.data) {
-                memcpy(cert_copy.data, cert->data, cert_copy.len = cert->len);
-                memcpy(key_copy.data, key->data, key_copy.len = key->len);
-            }
-            cert = &cert_copy;
-            key = &key_copy;
-        }
-        pthread_mutex_unlock(&c->mu);
-
+        if (get_creds(c, refreshed, &k, err) < 0)
+            return -1;
         rate_limit(c);
-        rc = perform(c, req, resp, token_copy, cert, key, err);
-        if (token_copy)
-            memset(token_copy, 0, strlen(token_copy));
-        free(token_copy);
-        free(cert_copy.data);
-        if (key_copy.data)
-            memset(key_copy.data, 0, key_copy.len);
-        free(key_copy.data);
+        rc = perform(c, req, resp, k.token, &k.cert, &k.key, err);
+        creds_free(&k);
         resp->attempts = retries + refreshed + 1;
 
         /* A 401 may only mean a rotated or expired credential: fetch it
@@ -546,4 +566,133 @@ int kn_client_request(struct kn_client *c, const struct kn_request *req, struct 
         }
         return rc == CURLE_OK ? 0 : -1;
     }
+}
+
+/* ---- streams: asynchronous transfers for lists and watches ---- */
+
+struct kn_stream {
+    struct kn_xfer x;          /* first: the loop hands back &x */
+    struct kn_client *c;
+    struct kn_response resp;
+    struct curl_slist *hdrs;
+    char *url, *method;
+    char errbuf[CURL_ERROR_SIZE];
+    kn_stream_data_fn on_data;
+    kn_stream_done_fn on_done;
+    void *ud;
+    int stopped;               /* on_data asked to stop: not an error */
+};
+
+static size_t stream_body(char *p, size_t size, size_t n, void *ud)
+{
+    struct kn_stream *s = ud;
+    size_t len = size * n;
+    long status = 0;
+    curl_easy_getinfo(s->x.easy, CURLINFO_RESPONSE_CODE, &status);
+    /* Only a 2xx body is a stream; an error's body (a Status) is kept whole. */
+    if (s->on_data && status >= 200 && status < 300) {
+        if (s->on_data(s->ud, p, len) != 0) {
+            s->stopped = 1;
+            return 0; /* curl ends the transfer; on_done follows */
+        }
+        return len;
+    }
+    return kn_buf_append(&s->resp.body, p, len) < 0 ? 0 : len;
+}
+
+static void stream_done(struct kn_xfer *x, CURLcode rc)
+{
+    struct kn_stream *s = (struct kn_stream *)x;
+    struct kn_client *c = s->c;
+    struct kn_err err = { 0, "", "" };
+    long connects = 0;
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &s->resp.status);
+    curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &connects);
+    pthread_mutex_lock(&c->mu);
+    c->stats.requests++;
+    c->stats.connections += (unsigned long)connects;
+    if (s->resp.status == 401)
+        c->stale = 1; /* the next request fetches the credential again */
+    pthread_mutex_unlock(&c->mu);
+    if (rc == CURLE_ABORTED_BY_CALLBACK)
+        kn_err_set(&err, 0, "Cancelled", "%s %s: cancelled", s->method, s->url);
+    else if (rc != CURLE_OK && !(s->stopped && rc == CURLE_WRITE_ERROR))
+        kn_err_set(&err, 0, "Transport", "%s %s: %s%s", s->method, s->url,
+                   s->errbuf[0] ? s->errbuf : curl_easy_strerror(rc), transport_hint(rc));
+    s->on_done(s->ud, err.reason[0] ? -1 : 0, s->resp.status, s->resp.body.data ? s->resp.body.data : "",
+               s->resp.body.len, &s->resp, &err);
+    curl_easy_cleanup(x->easy);
+    wipe_headers(s->hdrs);
+    kn_buf_free(&s->resp.body);
+    free(s->url);
+    free(s->method);
+    free(s);
+}
+
+struct kn_stream *kn_client_stream(struct kn_client *c, const struct kn_request *req, int watch,
+                                   kn_stream_data_fn on_data, kn_stream_done_fn on_done, void *ud,
+                                   struct kn_err *err)
+{
+    struct kn_stream *s = calloc(1, sizeof *s);
+    struct creds k;
+    if (!s) {
+        kn_err_set(err, 0, "Transport", "out of memory");
+        return NULL;
+    }
+    s->c = c;
+    s->on_data = on_data;
+    s->on_done = on_done;
+    s->ud = ud;
+    s->resp.retry_after = -1;
+    s->method = strdup(req->method);
+    s->url = malloc(strlen(c->base) + strlen(req->path) + 1);
+    if (!s->url || !s->method) {
+        free(s->url);
+        free(s->method);
+        free(s);
+        kn_err_set(err, 0, "Transport", "out of memory");
+        return NULL;
+    }
+    sprintf(s->url, "%s%s", c->base, req->path);
+    if (get_creds(c, 0, &k, err) < 0) {
+        free(s->url);
+        free(s->method);
+        free(s);
+        return NULL;
+    }
+    s->x.easy = make_easy(c, req, s->url, &s->resp, s->errbuf, k.token, &k.cert, &k.key, &s->hdrs);
+    creds_free(&k);
+    if (!s->x.easy) {
+        wipe_headers(s->hdrs);
+        free(s->url);
+        free(s->method);
+        free(s);
+        kn_err_set(err, 0, "Transport", "libcurl could not create a handle");
+        return NULL;
+    }
+    curl_easy_setopt(s->x.easy, CURLOPT_WRITEFUNCTION, stream_body);
+    curl_easy_setopt(s->x.easy, CURLOPT_WRITEDATA, s);
+    if (watch) {
+        /* A watch lasts as long as the server keeps it (timeoutSeconds). A
+         * dead peer is found by TCP keepalive (about 20 + 9 x 4 s); a live
+         * one that stalls by the low-speed limit. */
+        curl_easy_setopt(s->x.easy, CURLOPT_TIMEOUT_MS, 0L);
+        curl_easy_setopt(s->x.easy, CURLOPT_TCP_KEEPIDLE, 20L);
+        curl_easy_setopt(s->x.easy, CURLOPT_TCP_KEEPINTVL, 4L);
+        curl_easy_setopt(s->x.easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(s->x.easy, CURLOPT_LOW_SPEED_TIME, (long)(req->timeout_ms > 0 ? req->timeout_ms / 1000 : 660));
+    }
+    s->x.done = stream_done;
+    kn_loop_add(c->loop, &s->x);
+    return s;
+}
+
+void kn_stream_cancel(struct kn_stream *s)
+{
+    kn_loop_cancel(s->c->loop, &s->x);
+}
+
+struct kn_loop *kn_client_loop(struct kn_client *c)
+{
+    return c->loop;
 }

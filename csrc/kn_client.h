@@ -61,4 +61,23 @@ int kn_client_request(struct kn_client *c, const struct kn_request *req, struct 
 
 void kn_client_stats(struct kn_client *c, struct kn_client_stats *out);
 
+/* Asynchronous transfers, for lists and watches. Callbacks run on the
+ * client's I/O thread. on_data gets the bytes of a 2xx body as they arrive
+ * (NULL: the body is collected); returning non-zero ends the transfer
+ * without an error. on_done runs exactly once: ok is 0 when an HTTP answer
+ * came (status is set; body holds a non-2xx or collected body), -1 with err
+ * on a transport failure or a cancel (reason "Cancelled"). The stream is
+ * freed after on_done returns. */
+struct kn_stream;
+typedef int (*kn_stream_data_fn)(void *ud, const char *p, size_t n);
+typedef void (*kn_stream_done_fn)(void *ud, int ok, long status, const char *body, size_t len,
+                                  const struct kn_response *resp, const struct kn_err *err);
+struct kn_stream *kn_client_stream(struct kn_client *c, const struct kn_request *req, int watch,
+                                   kn_stream_data_fn on_data, kn_stream_done_fn on_done, void *ud,
+                                   struct kn_err *err);
+/* Ends a stream: on the I/O thread (outside that stream's own callbacks),
+ * on_done has run when this returns. */
+void kn_stream_cancel(struct kn_stream *s);
+struct kn_loop *kn_client_loop(struct kn_client *c);
+
 #endif

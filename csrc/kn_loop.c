@@ -2,8 +2,16 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 
 enum { QUEUED, ACTIVE, FINISHED };
+
+struct kn_timer {
+    double at;            /* monotonic seconds */
+    kn_loop_fn fn;
+    void *ud;
+    struct kn_timer *next;
+};
 
 struct kn_loop {
     CURLM *multi;
@@ -14,7 +22,107 @@ struct kn_loop {
     struct kn_xfer *queued;   /* waiting to join the multi handle */
     struct kn_xfer *cancels;  /* asked to end (linked through ->next while ACTIVE) */
     struct kn_xfer *active;   /* in the multi handle; linked through ->next */
+    struct kn_timer *timers;  /* sorted by due time */
 };
+
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+struct kn_timer *kn_loop_after(struct kn_loop *l, long delay_ms, kn_loop_fn fn, void *ud)
+{
+    struct kn_timer *t = calloc(1, sizeof *t), **p;
+    if (!t)
+        return NULL;
+    t->at = mono() + (delay_ms > 0 ? delay_ms / 1e3 : 0);
+    t->fn = fn;
+    t->ud = ud;
+    pthread_mutex_lock(&l->mu);
+    for (p = &l->timers; *p && (*p)->at <= t->at; p = &(*p)->next)
+        ;
+    t->next = *p;
+    *p = t;
+    pthread_mutex_unlock(&l->mu);
+    curl_multi_wakeup(l->multi);
+    return t;
+}
+
+int kn_loop_timer_cancel(struct kn_loop *l, struct kn_timer *t)
+{
+    int found = 0;
+    if (!t)
+        return 0;
+    pthread_mutex_lock(&l->mu);
+    for (struct kn_timer **p = &l->timers; *p; p = &(*p)->next)
+        if (*p == t) {
+            *p = t->next;
+            found = 1;
+            break;
+        }
+    pthread_mutex_unlock(&l->mu);
+    if (found)
+        free(t);
+    return found;
+}
+
+int kn_loop_on_thread(struct kn_loop *l)
+{
+    return pthread_equal(pthread_self(), l->thread);
+}
+
+/* Runs due timers; returns the milliseconds until the next one (capped). */
+static int run_timers(struct kn_loop *l)
+{
+    for (;;) {
+        struct kn_timer *t;
+        double now = mono();
+        pthread_mutex_lock(&l->mu);
+        t = l->timers;
+        if (!t || t->at > now) {
+            int wait = t ? (int)((t->at - now) * 1e3) + 1 : 1000;
+            pthread_mutex_unlock(&l->mu);
+            return wait < 1000 ? wait : 1000;
+        }
+        l->timers = t->next;
+        pthread_mutex_unlock(&l->mu);
+        t->fn(t->ud);
+        free(t);
+    }
+}
+
+struct call {
+    kn_loop_fn fn;
+    void *ud;
+    struct kn_loop *l;
+    int done;
+};
+
+static void call_fn(void *ud)
+{
+    struct call *c = ud;
+    c->fn(c->ud);
+    pthread_mutex_lock(&c->l->mu);
+    c->done = 1;
+    pthread_cond_broadcast(&c->l->cv);
+    pthread_mutex_unlock(&c->l->mu);
+}
+
+void kn_loop_call(struct kn_loop *l, kn_loop_fn fn, void *ud)
+{
+    struct call c = { fn, ud, l, 0 };
+    if (kn_loop_on_thread(l)) {
+        fn(ud);
+        return;
+    }
+    kn_loop_after(l, 0, call_fn, &c);
+    pthread_mutex_lock(&l->mu);
+    while (!c.done)
+        pthread_cond_wait(&l->cv, &l->mu);
+    pthread_mutex_unlock(&l->mu);
+}
 
 static void unlink_x(struct kn_xfer **list, struct kn_xfer *x)
 {
@@ -52,6 +160,7 @@ static void *run(void *arg)
         struct CURLMsg *msg;
         int running, left;
 
+        run_timers(l);
         pthread_mutex_lock(&l->mu);
         if (l->stop) {
             pthread_mutex_unlock(&l->mu);
@@ -86,7 +195,7 @@ static void *run(void *arg)
                 finish(l, (struct kn_xfer *)p, msg->data.result);
             }
         }
-        curl_multi_poll(l->multi, NULL, 0, 1000, NULL);
+        curl_multi_poll(l->multi, NULL, 0, run_timers(l), NULL);
     }
     /* Stopping: everything still queued or running ends as aborted. */
     for (;;) {
@@ -97,6 +206,21 @@ static void *run(void *arg)
         if (!x)
             break;
         finish(l, x, CURLE_ABORTED_BY_CALLBACK);
+    }
+    /* Timers never fire after stop; their owners are gone or going. Calls
+     * waiting in kn_loop_call must still complete. */
+    for (;;) {
+        struct kn_timer *t;
+        pthread_mutex_lock(&l->mu);
+        t = l->timers;
+        if (t)
+            l->timers = t->next;
+        pthread_mutex_unlock(&l->mu);
+        if (!t)
+            break;
+        if (t->fn == call_fn)
+            t->fn(t->ud);
+        free(t);
     }
     return NULL;
 }
@@ -160,6 +284,12 @@ void kn_loop_add(struct kn_loop *l, struct kn_xfer *x)
 
 void kn_loop_cancel(struct kn_loop *l, struct kn_xfer *x)
 {
+    if (kn_loop_on_thread(l)) {
+        /* on the I/O thread, outside curl's callbacks: end it now, so the
+         * caller knows done has run */
+        finish(l, x, CURLE_ABORTED_BY_CALLBACK);
+        return;
+    }
     pthread_mutex_lock(&l->mu);
     if (x->state != FINISHED) {
         /* Moved to the cancel list; the I/O thread removes it from the multi

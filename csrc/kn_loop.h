@@ -35,6 +35,22 @@ void kn_loop_cancel(struct kn_loop *l, struct kn_xfer *x);
 /* Runs one transfer to completion, blocking the calling thread. */
 CURLcode kn_loop_run(struct kn_loop *l, CURL *easy);
 
+/* Timers and calls: functions that run on the I/O thread, so that state
+ * owned by that thread (reflectors) is never touched from another. */
+struct kn_timer;
+typedef void (*kn_loop_fn)(void *ud);
+/* Runs fn(ud) on the I/O thread after delay_ms (0: at the next turn). The
+ * handle stays valid until fn has run or kn_loop_timer_cancel returned. */
+struct kn_timer *kn_loop_after(struct kn_loop *l, long delay_ms, kn_loop_fn fn, void *ud);
+/* Cancels a timer that has not fired; safe with NULL. Must be called on the
+ * I/O thread, or for a timer whose callback cannot be running. Returns 1 if
+ * it was cancelled, 0 if it had already fired. */
+int kn_loop_timer_cancel(struct kn_loop *l, struct kn_timer *t);
+/* Runs fn(ud) on the I/O thread and waits for it to return. From the I/O
+ * thread itself it just calls fn. */
+void kn_loop_call(struct kn_loop *l, kn_loop_fn fn, void *ud);
+int kn_loop_on_thread(struct kn_loop *l);
+
 /* Lock and condition shared with callers that wait for their own transfers. */
 void kn_loop_lock(struct kn_loop *l);
 void kn_loop_unlock(struct kn_loop *l);

@@ -9,13 +9,10 @@
 
 #include "kn_client.h"
 #include "kn_config.h"
+#include "lk_core.h"
 #include "lk_json.h"
 
 #define CLIENT_MT "kinformer.core.client"
-
-struct lclient {
-    struct kn_client *c; /* NULL once closed */
-};
 
 /* nil, { code, reason, message }: the Lua face gives it a metatable. */
 static int push_err(lua_State *L, const struct kn_err *err)
@@ -40,12 +37,17 @@ static const char *opt_string(lua_State *L, int t, const char *key)
     return s;
 }
 
-static struct kn_client *check_client(lua_State *L)
+struct lclient *lk_check_client(lua_State *L, int idx)
 {
-    struct lclient *lc = luaL_checkudata(L, 1, CLIENT_MT);
+    struct lclient *lc = luaL_checkudata(L, idx, CLIENT_MT);
     if (!lc->c)
         luaL_error(L, "kinformer: the client is closed");
-    return lc->c;
+    return lc;
+}
+
+static struct kn_client *check_client(lua_State *L)
+{
+    return lk_check_client(L, 1)->c;
 }
 
 /* core.client{ kubeconfig=, context=, in_cluster=, timeout= } */
@@ -75,6 +77,7 @@ static int l_client(lua_State *L)
 
     lc = lua_newuserdatauv(L, sizeof *lc, 0);
     lc->c = NULL;
+    lc->informers = 0;
     luaL_setmetatable(L, CLIENT_MT);
     cfg = kn_config_load(&o, &err);
     if (!cfg)
@@ -167,6 +170,9 @@ static int l_stats(lua_State *L)
 static int l_close(lua_State *L)
 {
     struct lclient *lc = luaL_checkudata(L, 1, CLIENT_MT);
+    if (lc->informers > 0)
+        return luaL_error(L, "kinformer: close or stop_all the client's %d informer(s) before the client",
+                          lc->informers);
     kn_client_free(lc->c);
     lc->c = NULL;
     return 0;
@@ -215,6 +221,7 @@ int luaopen_kinformer_core(lua_State *L)
     lua_pop(L, 1);
     luaL_newlib(L, core_funcs);
     lk_json_register(L);
+    lk_informer_register(L);
     lua_pushstring(L, curl_version());
     lua_setfield(L, -2, "curl_version");
     return 1;

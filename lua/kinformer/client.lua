@@ -144,6 +144,7 @@ function Client:transport_stats()
 end
 
 require("kinformer.rest").install(Client)
+require("kinformer.informer").install(Client)
 
 M.Client = Client
 return M

@@ -25,6 +25,10 @@ function M.array(t)
   return M.core.array(t)
 end
 
+local informer = require "kinformer.informer"
+M.run, M.step, M.stop, M.fd, M.stats, M.on_error = informer.run, informer.step, informer.stop, informer.fd,
+  informer.stats, informer.on_error
+
 --- Opens a client from $KUBECONFIG or ~/.kube/config, else in-cluster.
 -- opts: { kubeconfig = path, context = name, in_cluster = bool, timeout = seconds }.
 -- Returns the client, or nil and an error that says what to fix.

@@ -1,0 +1,51 @@
+/* The event queue between the I/O thread and the Lua thread. Informers push
+ * in order; the Lua thread pops and calls handlers. Unbounded, like
+ * client-go's processorListener buffer, so a slow callback never stalls a
+ * watch. An eventfd turns readable while events wait, for outside loops. */
+#ifndef KN_QUEUE_H
+#define KN_QUEUE_H
+
+#include <stddef.h>
+
+#include "kn_obj.h"
+
+enum kn_qtype {
+    KN_Q_ADD, KN_Q_UPDATE, KN_Q_DELETE, /* informer notifications */
+    KN_Q_SYNCED,                        /* the initial list's notifications are all before this */
+    KN_Q_RAW,                           /* a raw watch event: raw_type, obj (may be NULL) */
+    KN_Q_ERROR                          /* a background failure: message */
+};
+
+struct kn_qevent {
+    struct kn_qevent *next;
+    enum kn_qtype type;
+    unsigned long source;      /* the informer or watch that produced it */
+    unsigned long long seq;    /* per-source, increasing */
+    struct kn_obj *old, *obj;  /* references the event owns */
+    int final_state_unknown;   /* DELETE after a relist: the object vanished unseen */
+    char raw_type[12];         /* ADDED, MODIFIED, DELETED, BOOKMARK, EXPIRED */
+    char rv[64];
+    char *message;             /* ERROR: malloc'd */
+};
+
+struct kn_queue;
+
+struct kn_queue *kn_queue_new(void);
+struct kn_queue *kn_queue_ref(struct kn_queue *q);
+void kn_queue_unref(struct kn_queue *q);
+
+/* Takes ownership of ev. */
+void kn_queue_push(struct kn_queue *q, struct kn_qevent *ev);
+/* The oldest event (the caller frees it with kn_qevent_free), or NULL. */
+struct kn_qevent *kn_queue_pop(struct kn_queue *q);
+/* Waits up to timeout_ms (-1: forever) for an event; 1 if one waits. */
+int kn_queue_wait(struct kn_queue *q, int timeout_ms);
+/* Drops the waiting events of one source (a stopped or cleared informer). */
+void kn_queue_drop(struct kn_queue *q, unsigned long source);
+size_t kn_queue_length(struct kn_queue *q, unsigned long source); /* source 0: all */
+int kn_queue_fd(struct kn_queue *q);
+
+struct kn_qevent *kn_qevent_new(enum kn_qtype type, unsigned long source);
+void kn_qevent_free(struct kn_qevent *ev);
+
+#endif

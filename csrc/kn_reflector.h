@@ -1,0 +1,64 @@
+/* The reflector: the list+watch state machine of one informer (or one raw
+ * watch), after client-go's tools/cache/reflector.go. It lists in pages,
+ * watches from the list's resourceVersion, resumes from the last version it
+ * saw, relists when that version has expired (410), and keeps a store in
+ * step with the server, pushing add/update/delete notifications to a queue.
+ * All of its state lives on the client's I/O thread; the functions below
+ * may be called from any thread. */
+#ifndef KN_REFLECTOR_H
+#define KN_REFLECTOR_H
+
+#include "kn_client.h"
+#include "kn_obj.h"
+#include "kn_queue.h"
+#include "kn_store.h"
+
+struct kn_reflector_opts {
+    const char *path;             /* collection path, e.g. /api/v1/namespaces/default/configmaps */
+    const char *what;             /* for messages, e.g. "configmaps in default" */
+    const char *label_selector;   /* NULL: none */
+    const char *field_selector;
+    struct kn_normalize norm;
+    int page_size;                /* list limit; <= 0: 500 */
+    double resync;                /* seconds; > 0: update(obj, obj) for every cached object that often */
+    int watch_min, watch_max;     /* timeoutSeconds of a watch is drawn from [min, max]; 0: 300..600 */
+    /* raw watch (c:watch): no store, every event goes to the queue as KN_Q_RAW */
+    int raw;
+    const char *resource_version; /* raw: where to start; NULL or "": now, after the current state as ADDED */
+    int bookmarks;                /* raw: pass BOOKMARK events on */
+};
+
+struct kn_reflector_stats {
+    unsigned long lists;          /* complete lists (the first included) */
+    unsigned long relists;        /* lists after the first (410, errors, clear) */
+    unsigned long watches;        /* watch requests started */
+    unsigned long reconnects;     /* watches started again after a failure */
+    unsigned long events;         /* watch events applied */
+    unsigned long errors;
+};
+
+struct kn_reflector;
+
+struct kn_reflector *kn_reflector_new(struct kn_client *c, struct kn_queue *q, unsigned long id,
+                                      const struct kn_reflector_opts *o, struct kn_err *err);
+/* Stops it and frees it (the store too). */
+void kn_reflector_free(struct kn_reflector *r);
+
+void kn_reflector_start(struct kn_reflector *r);
+/* After it returns, no event of this reflector is pushed, and the waiting
+ * ones are dropped from the queue. The store keeps its objects. */
+void kn_reflector_stop(struct kn_reflector *r);
+/* Drops every cached object and waiting event; a running reflector relists. */
+void kn_reflector_clear(struct kn_reflector *r);
+
+struct kn_store *kn_reflector_store(struct kn_reflector *r); /* NULL for a raw watch */
+int kn_reflector_synced(struct kn_reflector *r);
+int kn_reflector_running(struct kn_reflector *r);
+void kn_reflector_rv(struct kn_reflector *r, char out[64]);
+void kn_reflector_stats(struct kn_reflector *r, struct kn_reflector_stats *out);
+/* The cached objects and the sequence number of the last event pushed, as
+ * one consistent picture (for a handler added late). Release with
+ * kn_store_release. */
+struct kn_obj **kn_reflector_snapshot(struct kn_reflector *r, size_t *n, unsigned long long *seq);
+
+#endif

@@ -1,0 +1,411 @@
+/* The binding of informers, raw watches and the event queue. Objects cross
+ * into Lua here: their JSON is decoded (lk_json) only when Lua asks. */
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kn_client.h"
+#include "kn_queue.h"
+#include "kn_reflector.h"
+#include "lk_core.h"
+#include "lk_json.h"
+
+#define INFORMER_MT "kinformer.core.informer"
+#define HUB_KEY "kinformer.hub"
+
+/* Per lua_State: the queue every informer of this state pushes to, and the
+ * counter that names informers. Lives in the registry; no C globals. */
+struct hub {
+    struct kn_queue *q;
+    unsigned long next_id;
+};
+
+struct linformer {
+    struct kn_reflector *r; /* NULL once closed */
+    unsigned long id;
+    struct lclient *owner;
+};
+
+static int hub_gc(lua_State *L)
+{
+    struct hub *h = lua_touserdata(L, 1);
+    kn_queue_unref(h->q);
+    h->q = NULL;
+    return 0;
+}
+
+static struct hub *get_hub(lua_State *L)
+{
+    struct hub *h;
+    lua_getfield(L, LUA_REGISTRYINDEX, HUB_KEY);
+    h = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (!h || !h->q)
+        luaL_error(L, "kinformer: the event queue is gone");
+    return h;
+}
+
+static struct linformer *check_informer(lua_State *L)
+{
+    struct linformer *li = luaL_checkudata(L, 1, INFORMER_MT);
+    if (!li->r)
+        luaL_error(L, "kinformer: the informer is closed");
+    return li;
+}
+
+static void push_obj(lua_State *L, const struct kn_obj *o)
+{
+    char err[160];
+    if (!o) {
+        lua_pushnil(L);
+        return;
+    }
+    if (lk_json_decode(L, o->json, o->len, err, sizeof err) < 0)
+        lua_pushnil(L); /* cannot happen: the core parsed it before storing it */
+}
+
+static int opt_int(lua_State *L, int t, const char *k, int def)
+{
+    int v;
+    lua_getfield(L, t, k);
+    v = (int)luaL_optinteger(L, -1, def);
+    lua_pop(L, 1);
+    return v;
+}
+
+static int opt_bool(lua_State *L, int t, const char *k)
+{
+    int v;
+    lua_getfield(L, t, k);
+    v = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+static const char *opt_str(lua_State *L, int t, const char *k)
+{
+    const char *s;
+    lua_getfield(L, t, k);
+    s = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    return s; /* kept alive by the options table */
+}
+
+/* core.informer(client, { path=, what=, api_version=, kind=, label_selector=, field_selector=,
+ *   page_size=, resync=, keep_managed_fields=, metadata_only=, raw=, resource_version=, bookmarks=,
+ *   watch_min=, watch_max= }) --> informer | nil, err */
+static int l_informer(lua_State *L)
+{
+    struct lclient *lc = lk_check_client(L, 1);
+    struct kn_reflector_opts o;
+    struct kn_err err = {0};
+    struct linformer *li;
+    struct hub *h = get_hub(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    memset(&o, 0, sizeof o);
+    o.path = opt_str(L, 2, "path");
+    if (!o.path || o.path[0] != '/')
+        return luaL_argerror(L, 2, "path must start with '/'");
+    o.what = opt_str(L, 2, "what");
+    o.label_selector = opt_str(L, 2, "label_selector");
+    o.field_selector = opt_str(L, 2, "field_selector");
+    o.norm.api_version = opt_str(L, 2, "api_version");
+    o.norm.kind = opt_str(L, 2, "kind");
+    o.norm.keep_managed_fields = opt_bool(L, 2, "keep_managed_fields");
+    o.norm.metadata_only = opt_bool(L, 2, "metadata_only");
+    o.page_size = opt_int(L, 2, "page_size", 500);
+    lua_getfield(L, 2, "resync");
+    o.resync = luaL_optnumber(L, -1, 0);
+    lua_pop(L, 1);
+    o.raw = opt_bool(L, 2, "raw");
+    o.resource_version = opt_str(L, 2, "resource_version");
+    o.bookmarks = opt_bool(L, 2, "bookmarks");
+    o.watch_min = opt_int(L, 2, "watch_min", 0);
+    o.watch_max = opt_int(L, 2, "watch_max", 0);
+
+    li = lua_newuserdatauv(L, sizeof *li, 1);
+    li->r = NULL;
+    li->id = ++h->next_id;
+    li->owner = lc;
+    luaL_setmetatable(L, INFORMER_MT);
+    lua_pushvalue(L, 1); /* the client stays alive as long as the informer */
+    lua_setiuservalue(L, -2, 1);
+    li->r = kn_reflector_new(lc->c, h->q, li->id, &o, &err);
+    if (!li->r) {
+        lua_pushnil(L);
+        lua_pushstring(L, err.msg);
+        return 2;
+    }
+    lc->informers++;
+    return 1;
+}
+
+static int l_start(lua_State *L)
+{
+    kn_reflector_start(check_informer(L)->r);
+    return 0;
+}
+
+static int l_stop(lua_State *L)
+{
+    kn_reflector_stop(check_informer(L)->r);
+    return 0;
+}
+
+static int l_clear(lua_State *L)
+{
+    kn_reflector_clear(check_informer(L)->r);
+    return 0;
+}
+
+static int l_synced(lua_State *L)
+{
+    lua_pushboolean(L, kn_reflector_synced(check_informer(L)->r));
+    return 1;
+}
+
+static int l_running(lua_State *L)
+{
+    lua_pushboolean(L, kn_reflector_running(check_informer(L)->r));
+    return 1;
+}
+
+static int l_id(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)check_informer(L)->id);
+    return 1;
+}
+
+static struct kn_store *store_of(lua_State *L, struct linformer *li)
+{
+    struct kn_store *s = kn_reflector_store(li->r);
+    if (!s)
+        luaL_error(L, "kinformer: a raw watch has no cache");
+    return s;
+}
+
+/* informer:get(key) --> table | nil */
+static int l_get(lua_State *L)
+{
+    struct linformer *li = check_informer(L);
+    struct kn_obj *o = kn_store_get(store_of(L, li), luaL_checkstring(L, 2));
+    push_obj(L, o);
+    kn_obj_unref(o);
+    return 1;
+}
+
+/* informer:list([namespace]) --> { table, ... } sorted by key */
+static int l_list(lua_State *L)
+{
+    struct linformer *li = check_informer(L);
+    size_t n;
+    struct kn_obj **all = kn_store_list(store_of(L, li), luaL_optstring(L, 2, NULL), &n);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        push_obj(L, all[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    kn_store_release(all, n);
+    return 1;
+}
+
+/* informer:keys([namespace]) --> { "ns/name", ... } sorted */
+static int l_keys(lua_State *L)
+{
+    struct linformer *li = check_informer(L);
+    size_t n;
+    struct kn_obj **all = kn_store_list(store_of(L, li), luaL_optstring(L, 2, NULL), &n);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_pushstring(L, all[i]->key);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    kn_store_release(all, n);
+    return 1;
+}
+
+static int l_count(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)kn_store_count(store_of(L, check_informer(L))));
+    return 1;
+}
+
+static int l_rv(lua_State *L)
+{
+    char rv[64];
+    kn_reflector_rv(check_informer(L)->r, rv);
+    if (rv[0])
+        lua_pushstring(L, rv);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
+static void set_int(lua_State *L, const char *k, lua_Integer v)
+{
+    lua_pushinteger(L, v);
+    lua_setfield(L, -2, k);
+}
+
+/* informer:stats() --> { objects, bytes, queued, lists, relists, watches, reconnects, events, errors } */
+static int l_istats(lua_State *L)
+{
+    struct linformer *li = check_informer(L);
+    struct kn_store *s = kn_reflector_store(li->r);
+    struct kn_reflector_stats st;
+    kn_reflector_stats(li->r, &st);
+    lua_createtable(L, 0, 9);
+    set_int(L, "objects", s ? (lua_Integer)kn_store_count(s) : 0);
+    set_int(L, "bytes", s ? (lua_Integer)kn_store_bytes(s) : 0);
+    set_int(L, "queued", (lua_Integer)kn_queue_length(get_hub(L)->q, li->id));
+    set_int(L, "lists", (lua_Integer)st.lists);
+    set_int(L, "relists", (lua_Integer)st.relists);
+    set_int(L, "watches", (lua_Integer)st.watches);
+    set_int(L, "reconnects", (lua_Integer)st.reconnects);
+    set_int(L, "events", (lua_Integer)st.events);
+    set_int(L, "errors", (lua_Integer)st.errors);
+    return 1;
+}
+
+/* informer:snapshot() --> { table, ... }, seq: the cache as of the last event pushed */
+static int l_snapshot(lua_State *L)
+{
+    struct linformer *li = check_informer(L);
+    size_t n;
+    unsigned long long seq;
+    struct kn_obj **all = kn_reflector_snapshot(li->r, &n, &seq);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        push_obj(L, all[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    kn_store_release(all, n);
+    lua_pushinteger(L, (lua_Integer)seq);
+    return 2;
+}
+
+static int l_iclose(lua_State *L)
+{
+    struct linformer *li = luaL_checkudata(L, 1, INFORMER_MT);
+    if (li->r) {
+        kn_reflector_free(li->r);
+        li->r = NULL;
+        li->owner->informers--;
+    }
+    return 0;
+}
+
+static int l_itostring(lua_State *L)
+{
+    struct linformer *li = luaL_checkudata(L, 1, INFORMER_MT);
+    lua_pushfstring(L, "kinformer.core.informer %d%s", (int)li->id, li->r ? "" : " (closed)");
+    return 1;
+}
+
+/* core.next_event(timeout_ms) --> event | nil (nothing within the timeout) */
+static int l_next_event(lua_State *L)
+{
+    static const char *types[] = { "add", "update", "delete", "synced", "raw", "error" };
+    struct hub *h = get_hub(L);
+    lua_Integer timeout = luaL_optinteger(L, 1, 0);
+    struct kn_qevent *ev = kn_queue_pop(h->q);
+    if (!ev && timeout != 0 && kn_queue_wait(h->q, (int)timeout))
+        ev = kn_queue_pop(h->q);
+    if (!ev) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_createtable(L, 0, 8);
+    set_int(L, "source", (lua_Integer)ev->source);
+    set_int(L, "seq", (lua_Integer)ev->seq);
+    lua_pushstring(L, types[ev->type]);
+    lua_setfield(L, -2, "type");
+    if (ev->obj) {
+        push_obj(L, ev->obj);
+        lua_setfield(L, -2, "obj");
+        lua_pushstring(L, ev->obj->key);
+        lua_setfield(L, -2, "key");
+    }
+    if (ev->old) {
+        push_obj(L, ev->old);
+        lua_setfield(L, -2, "old");
+    }
+    if (ev->final_state_unknown) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "final_state_unknown");
+    }
+    if (ev->type == KN_Q_RAW) {
+        lua_pushstring(L, ev->raw_type);
+        lua_setfield(L, -2, "raw_type");
+        lua_pushstring(L, ev->rv);
+        lua_setfield(L, -2, "rv");
+    }
+    if (ev->message) {
+        lua_pushstring(L, ev->message);
+        lua_setfield(L, -2, "message");
+    }
+    kn_qevent_free(ev);
+    return 1;
+}
+
+static int l_pending(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)kn_queue_length(get_hub(L)->q, 0));
+    return 1;
+}
+
+static int l_fd(lua_State *L)
+{
+    lua_pushinteger(L, kn_queue_fd(get_hub(L)->q));
+    return 1;
+}
+
+static const luaL_Reg informer_methods[] = {
+    { "start", l_start }, { "stop", l_stop }, { "clear", l_clear }, { "synced", l_synced },
+    { "running", l_running }, { "id", l_id }, { "get", l_get }, { "list", l_list }, { "keys", l_keys },
+    { "count", l_count }, { "resource_version", l_rv }, { "stats", l_istats }, { "snapshot", l_snapshot },
+    { "close", l_iclose }, { NULL, NULL },
+};
+
+static const luaL_Reg informer_meta[] = {
+    { "__gc", l_iclose },
+#if LUA_VERSION_NUM >= 504
+    { "__close", l_iclose },
+#endif
+    { "__tostring", l_itostring },
+    { NULL, NULL },
+};
+
+static const luaL_Reg funcs[] = {
+    { "informer", l_informer }, { "next_event", l_next_event }, { "pending", l_pending }, { "fd", l_fd },
+    { NULL, NULL },
+};
+
+void lk_informer_register(lua_State *L)
+{
+    struct hub *h;
+    luaL_newmetatable(L, INFORMER_MT);
+    luaL_setfuncs(L, informer_meta, 0);
+    luaL_newlib(L, informer_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+
+    lua_getfield(L, LUA_REGISTRYINDEX, HUB_KEY);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        h = lua_newuserdatauv(L, sizeof *h, 0);
+        h->q = kn_queue_new();
+        h->next_id = 0;
+        if (!h->q)
+            luaL_error(L, "kinformer: cannot create the event queue");
+        lua_createtable(L, 0, 1);
+        lua_pushcfunction(L, hub_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_setmetatable(L, -2);
+        lua_setfield(L, LUA_REGISTRYINDEX, HUB_KEY);
+    } else {
+        lua_pop(L, 1);
+    }
+    luaL_setfuncs(L, funcs, 0);
+}

@@ -1,0 +1,480 @@
+--- Informers and raw watches, and the loop that calls Lua back.
+--
+-- The C core lists, watches and keeps each informer's cache on the client's
+-- I/O thread; what changed waits, in order, in one queue per Lua state. Lua
+-- callbacks run only inside kinformer.run / kinformer.step (or
+-- wait_for_sync), on the thread that calls them.
+local core = require "kinformer.core"
+local errors = require "kinformer.errors"
+local rest = require "kinformer.rest"
+local discovery = require "kinformer.discovery"
+local selector = require "kinformer.selector"
+
+local M = {}
+
+-- Lua-side state of this Lua state's informers and watches, by id.
+local sources = {}
+local late = {}          -- synthetic adds for handlers added after a sync (a FIFO)
+local stop_requested = false
+local error_handler
+
+local function default_error_handler(err, where)
+  io.stderr:write(("kinformer: %s: %s\n"):format(where, tostring(err)))
+end
+error_handler = default_error_handler
+
+local function report(err, where)
+  local ok, e = pcall(error_handler, err, where)
+  if not ok then default_error_handler("on_error handler failed: " .. tostring(e), where) end
+end
+
+-- ---- informer ----
+
+local Informer = {}
+Informer.__index = Informer
+Informer.__name = "kinformer.informer"
+
+local Handle = {}
+Handle.__index = Handle
+
+local events = { add = true, update = true, delete = true }
+
+local function key_of(obj)
+  local m = obj.metadata or {}
+  if m.namespace and m.namespace ~= "" then return m.namespace .. "/" .. m.name end
+  return m.name
+end
+
+local function describe(inf, key)
+  return ("%s %s"):format(inf._what, key or "")
+end
+
+--- Adds a handler: "add" fn(obj), "update" fn(old, new), "delete" fn(obj, final_state_unknown).
+-- A handler added after the informer has synced first gets "add" for every cached object.
+function Informer:on(event, fn)
+  if not events[event] then
+    error(("kinformer: informer:on: event must be \"add\", \"update\" or \"delete\", not %q")
+      :format(tostring(event)), 2)
+  end
+  if type(fn) ~= "function" then error("kinformer: informer:on: the handler must be a function", 2) end
+  local h = setmetatable({ event = event, fn = fn, informer = self, skip_seq = 0 }, Handle)
+  self._handlers[#self._handlers + 1] = h
+  if event == "add" and self._synced_seen then
+    local objs, seq = self._h:snapshot()
+    h.skip_seq = seq
+    for _, obj in ipairs(objs) do late[#late + 1] = { handler = h, obj = obj } end
+  end
+  return h
+end
+
+--- Removes the handler; it is not called again.
+function Handle:remove()
+  local list = self.informer._handlers
+  for i = #list, 1, -1 do
+    if list[i] == self then table.remove(list, i) end
+  end
+  self.removed = true
+end
+
+function Informer:start()
+  if self._closed then error("kinformer: the informer was stopped with stop_all and is closed", 2) end
+  if not self._h:running() then self._h:start() end
+  return self
+end
+
+function Informer:stop()
+  if not self._closed then self._h:stop() end
+end
+
+--- True once the initial list is in the cache.
+function Informer:has_synced()
+  return not self._closed and self._h:synced()
+end
+
+--- Drives the loop until the initial list is in the cache and its "add"
+-- callbacks have run. nil, err when timeout (seconds) passes first.
+function Informer:wait_for_sync(timeout)
+  self:start()
+  local deadline = timeout and (os.time() + timeout) or nil
+  while not self._synced_seen do
+    local left = deadline and (deadline - os.time()) or 1
+    if deadline and left < 0 then
+      local msg = ("%s did not sync within %s s"):format(self._what, tostring(timeout))
+      if self._last_error then msg = msg .. "; last error: " .. tostring(self._last_error) end
+      return nil, errors.new("Timeout", msg, "wait_for_sync")
+    end
+    M.step(100)
+  end
+  return true
+end
+
+local function key_for(inf, name, namespace)
+  if namespace then return namespace .. "/" .. name end
+  if name:find("/", 1, true) or not inf._namespaced then return name end
+  if inf._namespace then return inf._namespace .. "/" .. name end
+  return name
+end
+
+--- The cached object: inf:get("name", "namespace") or inf:get("namespace/name"); nil if absent.
+function Informer:get(name, namespace)
+  if type(name) ~= "string" then error("kinformer: informer:get(name [, namespace])", 2) end
+  return self._h:get(key_for(self, name, namespace))
+end
+
+--- Cached objects: all, or inf:list{ namespace = "x", label_selector = "tier=db" }.
+function Informer:list(opts)
+  if opts ~= nil and type(opts) ~= "table" then error("kinformer: informer:list([opts])", 2) end
+  opts = opts or {}
+  local all = self._h:list(opts.namespace)
+  if not opts.label_selector then return all end
+  local match = selector.parse(opts.label_selector)
+  local out = {}
+  for _, obj in ipairs(all) do
+    if match(obj.metadata and obj.metadata.labels) then out[#out + 1] = obj end
+  end
+  return out
+end
+
+function Informer:keys(namespace) return self._h:keys(namespace) end
+function Informer:count() return self._h:count() end
+function Informer:resource_version() return self._h:resource_version() end
+
+--- Drops every cached object and frees its memory; a running informer relists.
+function Informer:clear()
+  self._h:clear()
+  self._synced_seen = false
+  for name, ix in pairs(self._indexes) do self._indexes[name] = { by_value = {}, by_key = {}, fn = ix.fn } end
+  for i = #late, 1, -1 do if late[i].handler.informer == self then table.remove(late, i) end end
+end
+
+-- ---- indexes ----
+
+local function index_remove(ix, key)
+  local vals = ix.by_key[key]
+  if not vals then return end
+  for _, v in ipairs(vals) do
+    local set = ix.by_value[v]
+    if set then
+      set[key] = nil
+      if next(set) == nil then ix.by_value[v] = nil end
+    end
+  end
+  ix.by_key[key] = nil
+end
+
+local function index_add(inf, name, ix, obj)
+  local key = key_of(obj)
+  local ok, vals = pcall(ix.fn, obj)
+  if not ok then
+    report(vals, ("index %q of %s"):format(name, describe(inf, key)))
+    return
+  end
+  if vals == nil then return end
+  if type(vals) ~= "table" then vals = { vals } end
+  local list = {}
+  for _, v in ipairs(vals) do
+    v = tostring(v)
+    ix.by_value[v] = ix.by_value[v] or {}
+    ix.by_value[v][key] = true
+    list[#list + 1] = v
+  end
+  ix.by_key[key] = list
+end
+
+--- Adds an index: fn(obj) returns the index values of an object (a list or one value).
+function Informer:add_index(name, fn)
+  if type(name) ~= "string" or type(fn) ~= "function" then
+    error("kinformer: informer:add_index(name, function(obj) return { values } end)", 2)
+  end
+  if name == "namespace" then error("kinformer: the index \"namespace\" is built in", 2) end
+  local ix = { fn = fn, by_value = {}, by_key = {} }
+  self._indexes[name] = ix
+  for _, obj in ipairs(self._h:list()) do index_add(self, name, ix, obj) end
+  return self
+end
+
+--- Cached objects whose index `name` has `value` (built-in: "namespace").
+function Informer:by_index(name, value)
+  if name == "namespace" then return self._h:list(value) end
+  local ix = self._indexes[name]
+  if not ix then error(("kinformer: informer:by_index: no index %q"):format(tostring(name)), 2) end
+  local keys = {}
+  for k in pairs(ix.by_value[tostring(value)] or {}) do keys[#keys + 1] = k end
+  table.sort(keys)
+  local out = {}
+  for _, k in ipairs(keys) do
+    local obj = self._h:get(k)
+    if obj then out[#out + 1] = obj end
+  end
+  return out
+end
+
+local function update_indexes(inf, ev)
+  if next(inf._indexes) == nil then return end
+  local key = ev.key
+  for name, ix in pairs(inf._indexes) do
+    index_remove(ix, key)
+    if ev.type ~= "delete" then index_add(inf, name, ix, ev.obj) end
+  end
+end
+
+function Informer:stats()
+  local s = self._h:stats()
+  s.resource, s.namespace = self._resource, self._namespace
+  return s
+end
+
+function Informer:__tostring()
+  return "kinformer.informer (" .. self._what .. ")"
+end
+
+-- ---- dispatch ----
+
+local function call(fn, where, ...)
+  local ok, err = pcall(fn, ...)
+  if not ok then report(err, where) end
+end
+
+local function dispatch_informer(inf, ev)
+  if ev.type == "synced" then
+    inf._synced_seen = true
+    return
+  end
+  if ev.type == "error" then
+    inf._last_error = ev.message
+    report(errors.new("Watch", ev.message, inf._what), inf._what)
+    return
+  end
+  update_indexes(inf, ev)
+  for _, h in ipairs(inf._handlers) do
+    if h.event == ev.type and not h.removed and ev.seq > h.skip_seq then
+      local where = ("%s handler of %s"):format(ev.type, describe(inf, ev.key))
+      if ev.type == "add" then call(h.fn, where, ev.obj)
+      elseif ev.type == "update" then call(h.fn, where, ev.old, ev.obj)
+      else call(h.fn, where, ev.obj, ev.final_state_unknown == true) end
+    end
+  end
+end
+
+local function dispatch(ev)
+  local src = sources[ev.source]
+  if not src then return end
+  if src._raw then
+    if ev.type == "error" then
+      report(errors.new("Watch", ev.message, src._what), src._what)
+    elseif ev.type == "raw" then
+      call(src._fn, ("watch callback of %s"):format(src._what), ev.raw_type, ev.obj)
+    end
+  else
+    dispatch_informer(src, ev)
+  end
+end
+
+--- Dispatches what is pending, waiting up to timeout_ms for the first event.
+-- Returns the number of callbacks' events handled.
+function M.step(timeout_ms)
+  local n = 0
+  while #late > 0 do
+    local item = table.remove(late, 1)
+    if not item.handler.removed then
+      call(item.handler.fn, ("add handler of %s"):format(describe(item.handler.informer, key_of(item.obj))), item.obj)
+    end
+    n = n + 1
+  end
+  local ev = core.next_event(n > 0 and 0 or (timeout_ms or 0))
+  while ev do
+    dispatch(ev)
+    n = n + 1
+    if n >= 10000 then break end -- let the caller breathe between big batches
+    ev = core.next_event(0)
+  end
+  return n
+end
+
+local function monotonic()
+  local p = io.popen("cat /proc/uptime")
+  local t = tonumber(p:read("a"):match("^(%S+)"))
+  p:close()
+  return t
+end
+
+--- Starts every informer not yet started and dispatches callbacks until
+-- kinformer.stop() (returns true) or timeout seconds pass (returns false).
+function M.run(opts)
+  if opts ~= nil and type(opts) ~= "table" then error("kinformer.run([{ timeout = seconds }])", 2) end
+  opts = opts or {}
+  for _, src in pairs(sources) do
+    if not src._raw and not src._closed and not src._stopped_by_user then src:start() end
+  end
+  stop_requested = false
+  local deadline = opts.timeout and (monotonic() + opts.timeout)
+  while not stop_requested do
+    local wait = 200
+    if deadline then
+      local left = deadline - monotonic()
+      if left <= 0 then return false end
+      wait = math.max(1, math.min(200, math.floor(left * 1000)))
+    end
+    M.step(wait)
+  end
+  stop_requested = false
+  return true
+end
+
+function M.stop()
+  stop_requested = true
+end
+
+function M.fd()
+  return core.fd()
+end
+
+function M.on_error(fn)
+  if fn ~= nil and type(fn) ~= "function" then error("kinformer.on_error(function(err, where) end)", 2) end
+  error_handler = fn or default_error_handler
+end
+
+--- Objects and bytes held by each store, events queued, relists, reconnects.
+function M.stats()
+  local out = { informers = {}, objects = 0, bytes = 0, queued = core.pending() }
+  for id, src in pairs(sources) do
+    if not src._closed then
+      local s = src._h:stats()
+      s.id, s.what, s.raw = id, src._what, src._raw or false
+      out.informers[#out.informers + 1] = s
+      out.objects = out.objects + s.objects
+      out.bytes = out.bytes + s.bytes
+    end
+  end
+  table.sort(out.informers, function(a, b) return a.id < b.id end)
+  return out
+end
+
+-- ---- client methods ----
+
+local informer_options = {
+  namespace = "string", label_selector = "string", field_selector = "string", resync = "number",
+  page_size = "number", keep_managed_fields = "boolean", metadata_only = "boolean",
+  watch_timeout = "table",
+}
+
+local function check_opts(opts, allowed, fname)
+  if opts ~= nil and type(opts) ~= "table" then error("kinformer: " .. fname .. ": options must be a table", 3) end
+  opts = opts or {}
+  for k, v in pairs(opts) do
+    if not allowed[k] then error(("kinformer: %s: unknown option %q"):format(fname, tostring(k)), 3) end
+    if type(v) ~= allowed[k] then
+      error(("kinformer: %s: option %s must be a %s"):format(fname, k, allowed[k]), 3)
+    end
+  end
+  return opts
+end
+
+local function close_source(src)
+  if src._closed then return end
+  src._h:close()
+  src._closed = true
+  sources[src._id] = nil
+end
+
+function M.install(Client)
+  --- A shared informer: the same resource with the same options gives the same one.
+  function Client:informer(resource, opts)
+    opts = check_opts(opts, informer_options, "informer")
+    local r, err = self:resolve(resource)
+    if not r then return nil, err end
+    local has = {}
+    for _, v in ipairs(r.verbs) do has[v] = true end
+    if not (has.list and has.watch) then
+      return nil, errors.new("MethodNotAllowed", discovery.full_name(r) .. " cannot be listed and watched", "informer")
+    end
+    local ns = r.namespaced and opts.namespace or nil
+    local wt = opts.watch_timeout or {}
+    local key = table.concat({ r.group, r.version, r.resource, ns or "", opts.label_selector or "",
+      opts.field_selector or "", tostring(opts.resync or 0), tostring(opts.page_size or 500),
+      tostring(opts.keep_managed_fields or false), tostring(opts.metadata_only or false),
+      tostring(wt[1] or ""), tostring(wt[2] or "") }, "\0")
+    self._informers = self._informers or {}
+    local existing = self._informers[key]
+    if existing and not existing._closed then return existing end
+    local what = discovery.full_name(r) .. (ns and (" in " .. ns) or "")
+    local h, cerr = core.informer(self._h, {
+      path = rest.path_of(r, ns), what = what, api_version = r.api_version, kind = r.kind,
+      label_selector = opts.label_selector, field_selector = opts.field_selector,
+      page_size = opts.page_size, resync = opts.resync, keep_managed_fields = opts.keep_managed_fields,
+      metadata_only = opts.metadata_only, watch_min = wt[1], watch_max = wt[2],
+    })
+    if not h then return nil, errors.new("Informer", cerr, what) end
+    local inf = setmetatable({
+      _h = h, _id = h:id(), _client = self, _what = what, _resource = discovery.full_name(r),
+      _namespace = ns, _namespaced = r.namespaced, _handlers = {}, _indexes = {}, _synced_seen = false,
+    }, Informer)
+    sources[inf._id] = inf
+    self._informers[key] = inf
+    return inf
+  end
+
+  --- A raw watch: fn(type, obj) for "ADDED", "MODIFIED", "DELETED", "BOOKMARK" (with bookmarks = true)
+  -- and "EXPIRED" (the version was too old: what happened meanwhile is not replayed; the watch goes
+  -- on from a fresh version). Resumes from the last version after any break.
+  function Client:watch(resource, opts, fn)
+    if type(opts) == "function" and fn == nil then opts, fn = nil, opts end
+    opts = check_opts(opts, { resource_version = "string", namespace = "string", label_selector = "string",
+      field_selector = "string", bookmarks = "boolean", watch_timeout = "table" }, "watch")
+    if type(fn) ~= "function" then error("kinformer: client:watch(resource, opts, function(type, obj) end)", 2) end
+    local r, err = self:resolve(resource)
+    if not r then return nil, err end
+    local ns = r.namespaced and opts.namespace or nil
+    local what = "watch of " .. discovery.full_name(r) .. (ns and (" in " .. ns) or "")
+    local wt = opts.watch_timeout or {}
+    local h, cerr = core.informer(self._h, {
+      path = rest.path_of(r, ns), what = what, api_version = r.api_version, kind = r.kind,
+      label_selector = opts.label_selector, field_selector = opts.field_selector, raw = true,
+      resource_version = opts.resource_version, bookmarks = opts.bookmarks, watch_min = wt[1], watch_max = wt[2],
+    })
+    if not h then return nil, errors.new("Watch", cerr, what) end
+    local w = { _h = h, _id = h:id(), _raw = true, _fn = fn, _what = what }
+    function w.stop(this) if not this._closed then this._h:stop() end end
+    function w.resource_version(this) return this._h:resource_version() end
+    function w.close(this) close_source(this) end
+    sources[w._id] = w
+    self._watches = self._watches or {}
+    self._watches[#self._watches + 1] = w
+    h:start()
+    return w
+  end
+
+  --- Stops every informer and watch of this client; with clear = true also
+  -- frees their caches and closes them (kinformer.stats() then counts nothing of theirs).
+  function Client:stop_all(opts)
+    opts = check_opts(opts, { clear = "boolean" }, "stop_all")
+    for key, inf in pairs(self._informers or {}) do
+      inf:stop()
+      if opts.clear then
+        close_source(inf)
+        self._informers[key] = nil
+      end
+    end
+    for i = #(self._watches or {}), 1, -1 do
+      local w = self._watches[i]
+      w:stop()
+      if opts.clear then
+        close_source(w)
+        table.remove(self._watches, i)
+      end
+    end
+    if opts.clear then
+      for i = #late, 1, -1 do if late[i].handler.informer._client == self then table.remove(late, i) end end
+      collectgarbage()
+    end
+  end
+
+  local close = Client.close
+  function Client:close()
+    self:stop_all{ clear = true }
+    close(self)
+  end
+  Client.__close = Client.close
+end
+
+return M

@@ -23,10 +23,11 @@
  * the last object and kn_store_clear return to.
  *
  * Failure: the contract's kn_store_put has no error return. When memory runs
- * out, the store is left exactly as it was, kn_store_put returns NULL with
- * errno set to ENOMEM, and the caller still owns its reference; a caller
- * that must know sets errno to 0 before the call (as with strtol). A replace
- * within one namespace never allocates, and a delete never fails.
+ * out, the store keeps the objects it had (a table may have grown),
+ * kn_store_put returns NULL with errno set to ENOMEM, and the caller still
+ * owns its reference; a caller that must know sets errno to 0 before the
+ * call (as with strtol). A replace within one namespace never allocates,
+ * and a delete never fails.
  *
  * kn_store_bytes counts requested bytes (structs, slot arrays, namespace
  * arrays and names), not the allocator's rounding or headers. */
@@ -366,8 +367,10 @@ static struct kn_obj *replace(struct kn_store *s, uint32_t i, struct kn_obj *obj
     } else {
         /* Only a key that does not match its namespace gets here; keep the index true anyway. */
         uint32_t at, old_pos = sl->nspos;
-        if (ns_reserve(s, obj->ns, &at) < 0)
-            return errno = ENOMEM, NULL;
+        if (ns_reserve(s, obj->ns, &at) < 0) {
+            errno = ENOMEM;
+            return NULL;
+        }
         sl->nspos = s->ns[at].n;
         s->ns[at].objs[s->ns[at].n++] = obj;
         ns_unindex(s, old, old_pos);
@@ -391,8 +394,10 @@ struct kn_obj *kn_store_put(struct kn_store *s, struct kn_obj *obj)
 {
     struct kn_obj *old = NULL;
     uint32_t hash, i, at;
-    if (!obj || !obj->key || !obj->ns)
-        return errno = EINVAL, NULL;
+    if (!obj || !obj->key || !obj->ns) {
+        errno = EINVAL;
+        return NULL;
+    }
     hash = hash_str(s, obj->key);
     pthread_mutex_lock(&s->mu);
     if (s->slots) {
@@ -487,8 +492,10 @@ struct kn_obj **kn_store_list(struct kn_store *s, const char *ns, size_t *n)
                 out[k++] = kn_obj_ref(s->ns[i].objs[j]);
     }
     pthread_mutex_unlock(&s->mu);
-    if (!out)
-        return errno = ENOMEM, NULL;
+    if (!out) {
+        errno = ENOMEM;
+        return NULL;
+    }
     /* Objects are immutable, so their keys can be sorted without the lock. */
     qsort(out, k, sizeof *out, by_key);
     *n = k;
@@ -515,7 +522,9 @@ size_t kn_store_bytes(struct kn_store *s)
 {
     size_t b;
     pthread_mutex_lock(&s->mu);
-    b = sizeof *s + (size_t)s->cap * sizeof *s->slots + (size_t)s->ns_cap * sizeof *s->ns + s->index_mem + s->obj_mem;
+    /* the fixed struct is not counted: an empty store reports 0 bytes, so a
+     * cleared informer shows nothing held in kinformer.stats() */
+    b = (size_t)s->cap * sizeof *s->slots + (size_t)s->ns_cap * sizeof *s->ns + s->index_mem + s->obj_mem;
     pthread_mutex_unlock(&s->mu);
     return b;
 }

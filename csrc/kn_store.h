@@ -27,7 +27,9 @@ struct kn_obj **kn_store_list(struct kn_store *s, const char *ns, size_t *n);
 void kn_store_release(struct kn_obj **objs, size_t n);
 
 size_t kn_store_count(struct kn_store *s);
-size_t kn_store_bytes(struct kn_store *s); /* sum of obj->mem plus the store's own tables */
+/* Sum of obj->mem plus the store's own tables (bytes requested, not the
+ * allocator's overhead); 0 for an empty store, whose tables are freed. */
+size_t kn_store_bytes(struct kn_store *s);
 /* Drops every object and gives the memory back. */
 void kn_store_clear(struct kn_store *s);
 

@@ -15,11 +15,17 @@ for ((i = 0; i < 100; i++)); do
   cluster_pid_is "$name" "$pid" || break
   sleep 0.05
 done
+# A killed Go process can hold its listening socket a moment longer than its pid.
+server=$(sed -n 's/^export KINFORMER_SERVER=//p' "$state/env")
+port=${server##*:}
+for ((i = 0; i < 200; i++)); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
+  sleep 0.05
+done
 sleep "$down"
 # shellcheck disable=SC2016 # expanded by the inner shell
 setsid bash -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec nohup "$@"' \
   "$state/pids/$name.pid" "${cmd[@]}" </dev/null >>"$state/logs/$name.log" 2>&1 &
-server=$(sed -n 's/^export KINFORMER_SERVER=//p' "$state/env")
 for ((i = 0; i < 300; i++)); do
   if [ "$(curl -sf --max-time 2 --cacert "$state/pki/ca.crt" --cert "$state/pki/admin.crt" \
       --key "$state/pki/admin.key" "$server/readyz" 2>/dev/null)" = ok ]; then

@@ -380,3 +380,126 @@ describe("informers under churn", function()
     for _, inf in ipairs(infs) do assert.are.equal(0, inf:stats().relists) end
   end)
 end)
+
+describe("informers and the server's own failures", function()
+  local c, ns
+  before_each(function()
+    c = must(kinformer.client{ kubeconfig = cluster.kubeconfig })
+    ns = make_ns("fail" .. math.random(1000, 9999))
+  end)
+  after_each(function()
+    c:stop_all{ clear = true }
+    admin:delete("namespaces", ns)
+  end)
+
+  local function etcd_compact()
+    local etcd = cluster.env.KINFORMER_ETCD
+    local p = assert(io.popen(("curl -sf -X POST %s/v3/kv/range -d '{\"key\":\"AA==\"}'"):format(etcd)))
+    local rev = assert(p:read("a"):match('"revision":"(%d+)"'), "cannot read etcd's revision")
+    p:close()
+    os.execute(("curl -s -X POST %s/v3/kv/compaction -d '{\"revision\": %s}' >/dev/null"):format(etcd, rev))
+  end
+
+  it("relists after a real 410 and deletes what vanished with final_state_unknown", function()
+    for i = 1, 5 do must(admin:create("configmaps", { metadata = { name = "a" .. i, namespace = ns } })) end
+    local inf = must(c:informer("configmaps", { namespace = ns }))
+    local log = {}
+    inf:on("add", function(o) log[#log + 1] = "add " .. o.metadata.name end)
+    inf:on("update", function(_, o) log[#log + 1] = "update " .. o.metadata.name end)
+    inf:on("delete", function(o, unknown) log[#log + 1] = "delete " .. o.metadata.name .. " " .. tostring(unknown) end)
+    must(inf:wait_for_sync(20))
+    inf:stop()
+    log = {}
+    -- while it is stopped: two objects go, one comes, and the history goes too (etcd
+    -- compacted, the API server's watch cache restarted), so the version it holds is gone
+    must(admin:delete("configmaps", "a1", { namespace = ns }))
+    must(admin:delete("configmaps", "a2", { namespace = ns }))
+    must(admin:create("configmaps", { metadata = { name = "b1", namespace = ns } }))
+    etcd_compact()
+    assert(os.execute("spec/cluster/restart_apiserver.sh " .. cluster.dir), "the API server did not restart")
+    inf:start()
+    assert.is_true(spin(function() return #log == 3 end))
+    table.sort(log)
+    assert.are.same({ "add b1", "delete a1 true", "delete a2 true" }, log)
+    assert.are.equal(1, inf:stats().relists)
+    assert.are.same({ ns .. "/a3", ns .. "/a4", ns .. "/a5", ns .. "/b1" }, inf:keys())
+  end)
+
+  it("recovers when the API server is killed and restarted mid-watch", function()
+    local inf = must(c:informer("configmaps", { namespace = ns }))
+    local adds = 0
+    inf:on("add", function() adds = adds + 1 end)
+    must(inf:wait_for_sync(20))
+    must(admin:create("configmaps", { metadata = { name = "before", namespace = ns } }))
+    assert.is_true(spin(function() return adds == 1 end))
+    assert(os.execute("spec/cluster/restart_apiserver.sh " .. cluster.dir .. " 2"), "the API server did not restart")
+    for i = 1, 5 do must(admin:create("configmaps", { metadata = { name = "after" .. i, namespace = ns } })) end
+    assert.is_true(spin(function() return inf:count() == 6 and adds == 6 end, 60))
+    assert.is_true(inf:stats().watches >= 2)
+    assert.is_true(inf:stats().errors >= 1) -- the break went to on_error
+  end)
+end)
+
+describe("informers on a custom resource", function()
+  it("watch a CRD created at run time", function()
+    local c = must(kinformer.client{ kubeconfig = cluster.kubeconfig })
+    local crd = "gadgets.kinformer.test"
+    admin:delete("customresourcedefinitions", crd)
+    spin(function() return admin:get("customresourcedefinitions", crd) == nil end, 20)
+    must(admin:create("customresourcedefinitions", { metadata = { name = crd }, spec = {
+      group = "kinformer.test", scope = "Cluster", names = { plural = "gadgets", singular = "gadget", kind = "Gadget" },
+      versions = { { name = "v1", served = true, storage = true, schema = { openAPIV3Schema = { type = "object",
+        ["x-kubernetes-preserve-unknown-fields"] = true } } } } } }))
+    local inf
+    assert.is_true(spin(function()
+      inf = c:informer("gadgets")
+      return inf ~= nil
+    end, 20))
+    local seen = {}
+    inf:on("add", function(o) seen[#seen + 1] = o end)
+    must(inf:wait_for_sync(20))
+    assert.is_true(spin(function() return admin:create("gadgets", { metadata = { name = "g1" }, size = 7 }) ~= nil end, 20))
+    assert.is_true(spin(function() return #seen == 1 end))
+    assert.are.same({ "kinformer.test/v1", "Gadget", "g1", 7 },
+      { seen[1].apiVersion, seen[1].kind, seen[1].metadata.name, seen[1].size })
+    assert.are.equal(7, inf:get("g1").size)
+    c:stop_all{ clear = true }
+    admin:delete("customresourcedefinitions", crd)
+  end)
+end)
+
+describe("two clusters", function()
+  local second = cluster.dir .. "-second"
+  setup(function()
+    assert(os.execute(("spec/cluster/up.sh %q >/dev/null"):format(second)), "the second control plane did not start")
+  end)
+  teardown(function() os.execute(("spec/cluster/down.sh %q >/dev/null 2>&1"):format(second)) end)
+
+  it("run side by side, and switching by stop_all{ clear = true } keeps nothing stale", function()
+    local a = must(kinformer.client{ kubeconfig = cluster.kubeconfig })
+    local b = must(kinformer.client{ kubeconfig = second .. "/kubeconfig" })
+    assert.are_not.equal(a:info().server, b:info().server)
+    local tag = "two-" .. run_id
+    must(a:create("configmaps", { metadata = { name = tag .. "-a", labels = { two = run_id } } }))
+    must(b:create("configmaps", { metadata = { name = tag .. "-b", labels = { two = run_id } } }))
+    local ia = must(a:informer("configmaps", { label_selector = "two=" .. run_id }))
+    local ib = must(b:informer("configmaps", { label_selector = "two=" .. run_id }))
+    must(ia:wait_for_sync(20))
+    must(ib:wait_for_sync(20))
+    assert.are.same({ "default/" .. tag .. "-a" }, ia:keys())
+    assert.are.same({ "default/" .. tag .. "-b" }, ib:keys())
+    -- switch A's program over to B
+    a:stop_all{ clear = true }
+    for _, s in ipairs(kinformer.stats().informers) do
+      assert.are_not.equal(ia._id, s.id, "a cleared informer still counts")
+    end
+    a:close()
+    local again = must(kinformer.client{ kubeconfig = second .. "/kubeconfig" })
+    local ia2 = must(again:informer("configmaps", { label_selector = "two=" .. run_id }))
+    must(ia2:wait_for_sync(20))
+    assert.are.same({ "default/" .. tag .. "-b" }, ia2:keys())
+    again:stop_all{ clear = true }
+    b:stop_all{ clear = true }
+    admin:delete("configmaps", tag .. "-a")
+  end)
+end)

@@ -40,6 +40,8 @@ struct kn_reflector {
     int rv_unavailable;             /* the last version expired: list with "" (a consistent read) */
     int expired;                    /* the watch saw ERROR 410 */
     int stream_error;               /* the watch stream held something that is not an event */
+    int initial;                    /* a streaming list: initial events go to pending until the bookmark */
+    int no_streaming;               /* the server refused sendInitialEvents: list in pages */
     double backoff;                 /* seconds; 0: not backing off */
     double watch_started;
     unsigned long watch_events;
@@ -223,6 +225,8 @@ static void start_list(struct kn_reflector *r)
     }
 }
 
+static void start_watch(struct kn_reflector *r, int initial);
+
 static void do_list(void *ud)
 {
     struct kn_reflector *r = ud;
@@ -230,7 +234,10 @@ static void do_list(void *ud)
     r->cont = NULL;
     if (r->pending)
         kn_store_clear(r->pending);
-    start_list(r);
+    if (!r->o.raw && !r->no_streaming && !r->o.paged_only)
+        start_watch(r, 1); /* a streaming list: the initial state as events, then the watch goes on */
+    else
+        start_list(r);
 }
 
 static void notify(struct kn_reflector *r, struct kn_obj *old, struct kn_obj *obj)
@@ -387,6 +394,25 @@ static int on_line(void *ud, const char *line, size_t len)
         }
         return 1;
     }
+    if (r->initial) {
+        /* the initial state: gathered, then made the store's at the bookmark
+         * annotated k8s.io/initial-events-end, as after a list */
+        if (ev.type == KN_EV_BOOKMARK && ev.initial_events_end) {
+            r->initial = 0;
+            r->rv_unavailable = 0;
+            pthread_mutex_lock(&r->mu);
+            r->stats.streamed++;
+            pthread_mutex_unlock(&r->mu);
+            replace(r, ev.rv);
+        } else if (ev.type == KN_EV_DELETED) {
+            kn_obj_unref(kn_store_delete(r->pending, ev.obj->key));
+            kn_obj_unref(ev.obj);
+        } else if (ev.obj) {
+            kn_obj_unref(kn_store_put(r->pending, ev.obj));
+            kn_obj_unref(ev.obj);
+        }
+        return 0;
+    }
     if (r->o.raw) {
         static const char *names[] = { "ADDED", "MODIFIED", "DELETED", "BOOKMARK" };
         if (ev.type != KN_EV_BOOKMARK || r->o.bookmarks)
@@ -432,7 +458,11 @@ static int watch_data(void *ud, const char *p, size_t n)
 
 static void do_watch(void *ud)
 {
-    struct kn_reflector *r = ud;
+    start_watch(ud, 0);
+}
+
+static void start_watch(struct kn_reflector *r, int initial)
+{
     struct kn_buf path = {0};
     struct kn_request req = {0};
     struct kn_err err;
@@ -449,12 +479,23 @@ static void do_watch(void *ud)
     add_param(&path, "timeoutSeconds", timeout);
     add_param(&path, "labelSelector", r->label_selector);
     add_param(&path, "fieldSelector", r->field_selector);
-    if (rv[0])
+    if (initial) {
+        /* client-go's watch-list: "" (a consistent read) when the version
+         * expired or none is known, else anything not older than it */
+        add_param(&path, "sendInitialEvents", "true");
+        add_param(&path, "resourceVersionMatch", "NotOlderThan");
+        add_param(&path, "resourceVersion", r->rv_unavailable ? "" : rv);
+        r->state = LISTING;
+    } else if (rv[0]) {
         add_param(&path, "resourceVersion", rv);
+    }
+    r->initial = initial;
     req.method = "GET";
     req.path = path.data;
     req.timeout_ms = (atoi(timeout) + 60) * 1000; /* the stall limit: the server ends it before */
     kn_framer_reset(&r->framer);
+    if (initial && r->pending)
+        kn_store_clear(r->pending);
     r->expired = r->stream_error = 0;
     r->watch_events = 0;
     r->watch_started = now_s();
@@ -465,7 +506,7 @@ static void do_watch(void *ud)
     pthread_mutex_unlock(&r->mu);
     if (!r->stream) {
         report(r, "watch %s: %s", r->what, err.msg);
-        back_off(r, do_watch, -1);
+        back_off(r, initial ? do_list : do_watch, -1);
     }
 }
 
@@ -494,6 +535,24 @@ static void watch_done(void *ud, int ok, long status, const char *body, size_t l
     pthread_mutex_unlock(&r->mu);
     if (r->expired || status == 410) {
         relist_after_expiry(r);
+        return;
+    }
+    if (r->initial) {
+        /* the streaming list did not finish */
+        r->initial = 0;
+        if (ok == 0 && (status == 400 || status == 422 || status == 501)) {
+            /* a server without streaming lists (older, or WatchList off) */
+            r->no_streaming = 1;
+            do_list(r);
+        } else if (ok == 0 && (status < 200 || status > 299)) {
+            status_text(body, len, status, text, sizeof text);
+            report(r, "list %s: %s", r->what, text);
+            back_off(r, do_list, status == 429 ? resp->retry_after : -1);
+        } else {
+            if (ok < 0)
+                report(r, "list %s: %s", r->what, err->msg);
+            back_off(r, do_list, -1);
+        }
         return;
     }
     if (r->stream_error) {

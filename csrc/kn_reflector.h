@@ -22,6 +22,7 @@ struct kn_reflector_opts {
     int page_size;                /* list limit; <= 0: 500 */
     double resync;                /* seconds; > 0: update(obj, obj) for every cached object that often */
     int watch_min, watch_max;     /* timeoutSeconds of a watch is drawn from [min, max]; 0: 300..600 */
+    int paged_only;               /* 1: never a streaming list (sendInitialEvents), always pages */
     /* raw watch (c:watch): no store, every event goes to the queue as KN_Q_RAW */
     int raw;
     const char *resource_version; /* raw: where to start; NULL or "": now, after the current state as ADDED */
@@ -30,6 +31,7 @@ struct kn_reflector_opts {
 
 struct kn_reflector_stats {
     unsigned long lists;          /* complete lists (the first included) */
+    unsigned long streamed;       /* of which came as streaming lists (sendInitialEvents) */
     unsigned long relists;        /* lists after the first (410, errors, clear) */
     unsigned long watches;        /* watch requests started */
     unsigned long reconnects;     /* watches started again after a failure */

@@ -123,6 +123,7 @@ static int l_informer(lua_State *L)
     o.bookmarks = opt_bool(L, 2, "bookmarks");
     o.watch_min = opt_int(L, 2, "watch_min", 0);
     o.watch_max = opt_int(L, 2, "watch_max", 0);
+    o.paged_only = opt_bool(L, 2, "paged_only");
 
     li = lua_newuserdatauv(L, sizeof *li, 1);
     li->r = NULL;
@@ -260,6 +261,7 @@ static int l_istats(lua_State *L)
     set_int(L, "bytes", s ? (lua_Integer)kn_store_bytes(s) : 0);
     set_int(L, "queued", (lua_Integer)kn_queue_length(get_hub(L)->q, li->id));
     set_int(L, "lists", (lua_Integer)st.lists);
+    set_int(L, "streamed_lists", (lua_Integer)st.streamed);
     set_int(L, "relists", (lua_Integer)st.relists);
     set_int(L, "watches", (lua_Integer)st.watches);
     set_int(L, "reconnects", (lua_Integer)st.reconnects);

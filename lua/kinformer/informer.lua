@@ -355,7 +355,7 @@ end
 local informer_options = {
   namespace = "string", label_selector = "string", field_selector = "string", resync = "number",
   page_size = "number", keep_managed_fields = "boolean", metadata_only = "boolean",
-  watch_timeout = "table",
+  watch_timeout = "table", streaming_list = "boolean",
 }
 
 local function check_opts(opts, allowed, fname)
@@ -393,7 +393,7 @@ function M.install(Client)
     local key = table.concat({ r.group, r.version, r.resource, ns or "", opts.label_selector or "",
       opts.field_selector or "", tostring(opts.resync or 0), tostring(opts.page_size or 500),
       tostring(opts.keep_managed_fields or false), tostring(opts.metadata_only or false),
-      tostring(wt[1] or ""), tostring(wt[2] or "") }, "\0")
+      tostring(wt[1] or ""), tostring(wt[2] or ""), tostring(opts.streaming_list ~= false) }, "\0")
     self._informers = self._informers or {}
     local existing = self._informers[key]
     if existing and not existing._closed then return existing end
@@ -403,6 +403,7 @@ function M.install(Client)
       label_selector = opts.label_selector, field_selector = opts.field_selector,
       page_size = opts.page_size, resync = opts.resync, keep_managed_fields = opts.keep_managed_fields,
       metadata_only = opts.metadata_only, watch_min = wt[1], watch_max = wt[2],
+      paged_only = opts.streaming_list == false,
     })
     if not h then return nil, errors.new("Informer", cerr, what) end
     local inf = setmetatable({

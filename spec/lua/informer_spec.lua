@@ -296,7 +296,8 @@ describe("informers under churn", function()
     -- one informer with the default watch timeout, and ten whose watches end every second
     local infs, logs = {}, {}
     for i = 0, 10 do
-      local opts = { label_selector = label, page_size = 100 + i }
+      -- half of them get their initial state in pages, half as a streaming list
+      local opts = { label_selector = label, page_size = 100 + i, streaming_list = i % 2 == 0 }
       if i > 0 then opts.watch_timeout = { 1, 1 } end
       local inf = must(c:informer("configmaps", opts))
       local log = {}
@@ -377,7 +378,11 @@ describe("informers under churn", function()
     local resumed = 0
     for i = 2, #infs do resumed = resumed + infs[i]:stats().watches end
     assert.is_true(resumed >= 200, "only " .. resumed .. " watches were started")
-    for _, inf in ipairs(infs) do assert.are.equal(0, inf:stats().relists) end
+    for i, inf in ipairs(infs) do
+      local st = inf:stats()
+      assert.are.equal(0, st.relists)
+      assert.are.equal((i - 1) % 2 == 0 and 1 or 0, st.streamed_lists)
+    end
   end)
 end)
 
@@ -400,9 +405,11 @@ describe("informers and the server's own failures", function()
     os.execute(("curl -s -X POST %s/v3/kv/compaction -d '{\"revision\": %s}' >/dev/null"):format(etcd, rev))
   end
 
-  it("relists after a real 410 and deletes what vanished with final_state_unknown", function()
+  for _, streaming in ipairs{ true, false } do
+  it(("relists after a real 410 and deletes what vanished with final_state_unknown (%s)")
+      :format(streaming and "streaming list" or "paged list"), function()
     for i = 1, 5 do must(admin:create("configmaps", { metadata = { name = "a" .. i, namespace = ns } })) end
-    local inf = must(c:informer("configmaps", { namespace = ns }))
+    local inf = must(c:informer("configmaps", { namespace = ns, streaming_list = streaming }))
     local log = {}
     inf:on("add", function(o) log[#log + 1] = "add " .. o.metadata.name end)
     inf:on("update", function(_, o) log[#log + 1] = "update " .. o.metadata.name end)
@@ -422,8 +429,10 @@ describe("informers and the server's own failures", function()
     table.sort(log)
     assert.are.same({ "add b1", "delete a1 true", "delete a2 true" }, log)
     assert.are.equal(1, inf:stats().relists)
+    assert.are.equal(streaming and 2 or 0, inf:stats().streamed_lists)
     assert.are.same({ ns .. "/a3", ns .. "/a4", ns .. "/a5", ns .. "/b1" }, inf:keys())
   end)
+  end
 
   it("recovers when the API server is killed and restarted mid-watch", function()
     local inf = must(c:informer("configmaps", { namespace = ns }))

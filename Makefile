@@ -15,7 +15,7 @@ PKG_CFLAGS  := $(shell pkg-config --cflags libcurl yaml-0.1 2>/dev/null)
 PKG_LIBS    := $(shell pkg-config --libs libcurl yaml-0.1 2>/dev/null || echo -lcurl -lyaml)
 
 CORE_SRC := csrc/kn_err.c csrc/kn_buf.c csrc/kn_base64.c csrc/kn_json.c csrc/kn_kubeconfig.c \
-            csrc/kn_config.c csrc/kn_exec.c csrc/kn_loop.c csrc/kn_client.c csrc/kn_obj.c csrc/kn_watch.c \
+            csrc/kn_config.c csrc/kn_exec.c csrc/kn_loop.c csrc/kn_client.c csrc/kn_obj.c csrc/kn_watch.c csrc/kn_list.c \
             csrc/kn_store.c csrc/kn_queue.c csrc/kn_reflector.c
 BIND_SRC := csrc/lk_core.c csrc/lk_json.c csrc/lk_informer.c
 HDRS     := $(wildcard csrc/*.h)

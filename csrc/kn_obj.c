@@ -130,6 +130,7 @@ static void put_value(struct out *o, const struct kn_json *j, int i, int strip)
 
 struct plan {
     const struct kn_json *j;
+    int root;              /* the object's token: 0, or an item inside a list */
     int meta, strip;
     int api_version, kind; /* member values, or -1 */
     struct lit ins_api_version, ins_kind;
@@ -163,7 +164,7 @@ static void put_object(struct out *o, const struct plan *pl)
     if (pl->metadata_only)
         put_member(o, pl->j, pl->meta - 1, pl->strip, &first);
     else
-        put_members(o, pl->j, 0, pl->strip, &first);
+        put_members(o, pl->j, pl->root, pl->strip, &first);
     put_c(o, '}');
 }
 
@@ -239,7 +240,8 @@ static struct kn_obj *build(struct plan *pl, const struct field *ns, const struc
     return obj;
 }
 
-static struct kn_obj *from_tokens(const struct kn_json *j, const struct kn_normalize *norm, struct kn_err *err)
+static struct kn_obj *from_tokens(const struct kn_json *j, int root, const struct kn_normalize *norm,
+                                  struct kn_err *err)
 {
     static const struct kn_normalize defaults = { NULL, NULL, 0, 0 };
     struct plan pl;
@@ -249,13 +251,14 @@ static struct kn_obj *from_tokens(const struct kn_json *j, const struct kn_norma
 
     if (!norm)
         norm = &defaults;
-    if (j->tok[0].type != KN_J_OBJECT) {
+    if (root < 0 || root >= j->n || j->tok[root].type != KN_J_OBJECT) {
         kn_err_set(err, 0, "BadObject", "object is not a JSON object");
         return NULL;
     }
     memset(&pl, 0, sizeof pl);
     pl.j = j;
-    pl.meta = kn_json_member(j, 0, "metadata");
+    pl.root = root;
+    pl.meta = kn_json_member(j, root, "metadata");
     if (pl.meta < 0 || j->tok[pl.meta].type != KN_J_OBJECT) {
         kn_err_set(err, 0, "BadObject", "object has %s",
                    pl.meta < 0 ? "no metadata" : "a metadata that is not an object");
@@ -271,8 +274,8 @@ static struct kn_obj *from_tokens(const struct kn_json *j, const struct kn_norma
     }
     nsi = kn_json_member(j, pl.meta, "namespace");
     pl.strip = norm->keep_managed_fields ? -1 : pl.meta;
-    pl.api_version = kn_json_member(j, 0, "apiVersion");
-    pl.kind = kn_json_member(j, 0, "kind");
+    pl.api_version = kn_json_member(j, root, "apiVersion");
+    pl.kind = kn_json_member(j, root, "kind");
     pl.metadata_only = norm->metadata_only;
 
     memset(&name, 0, sizeof name);
@@ -312,9 +315,15 @@ struct kn_obj *kn_obj_new(const char *json, size_t len, const struct kn_normaliz
     if (kn_json_parse(&j, json, len) < 0)
         kn_err_set(err, 0, "BadObject", "object is not valid JSON: %s", j.error);
     else
-        obj = from_tokens(&j, norm, err);
+        obj = from_tokens(&j, 0, norm, err);
     kn_json_free(&j);
     return obj;
+}
+
+struct kn_obj *kn_obj_from_tokens(const struct kn_json *j, int idx, const struct kn_normalize *norm,
+                                  struct kn_err *err)
+{
+    return from_tokens(j, idx, norm, err);
 }
 
 struct kn_obj *kn_obj_ref(struct kn_obj *o)

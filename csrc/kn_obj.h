@@ -35,6 +35,11 @@ struct kn_normalize {
  * or a watch event's object). NULL with err set when the text is not a JSON
  * object or has no metadata.name. */
 struct kn_obj *kn_obj_new(const char *json, size_t len, const struct kn_normalize *norm, struct kn_err *err);
+/* The same from an object already tokenized (a watch event's object, a
+ * list's item), so the text is scanned once. */
+struct kn_json;
+struct kn_obj *kn_obj_from_tokens(const struct kn_json *j, int idx, const struct kn_normalize *norm,
+                                  struct kn_err *err);
 struct kn_obj *kn_obj_ref(struct kn_obj *o);
 void kn_obj_unref(struct kn_obj *o); /* NULL is fine */
 

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "kn_json.h"
+#include "kn_list.h"
 #include "kn_loop.h"
 #include "kn_watch.h"
 
@@ -288,14 +289,25 @@ static void replace(struct kn_reflector *r, const char *rv)
         push(r, KN_Q_SYNCED, NULL, NULL, 0);
 }
 
+static void list_item(void *ud, struct kn_obj *o, int index, const struct kn_err *item_err)
+{
+    struct kn_reflector *r = ud;
+    if (!o) {
+        report(r, "list %s: item %d skipped: %s", r->what, index, item_err->msg);
+        return;
+    }
+    if (r->pending)
+        kn_obj_unref(kn_store_put(r->pending, o));
+    kn_obj_unref(o);
+}
+
 static void list_done(void *ud, int ok, long status, const char *body, size_t len,
                       const struct kn_response *resp, const struct kn_err *err)
 {
     struct kn_reflector *r = ud;
-    struct kn_json j = {0};
+    struct kn_err perr;
     char text[KN_ERR_MSG];
-    int items, meta;
-    char *rv = NULL;
+    char *rv = NULL, *cont = NULL;
     r->stream = NULL;
     if (r->state == STOPPED || (ok < 0 && strcmp(err->reason, "Cancelled") == 0))
         return;
@@ -316,49 +328,27 @@ static void list_done(void *ud, int ok, long status, const char *body, size_t le
         back_off(r, do_list, status == 429 ? resp->retry_after : -1);
         return;
     }
-    if (kn_json_parse(&j, body, len) < 0) {
-        report(r, "list %s: the answer is not JSON (%s)", r->what, j.error);
-        kn_json_free(&j);
+    if (kn_list_parse(body, len, &r->o.norm, list_item, r, &rv, &cont, &perr) < 0) {
+        report(r, "list %s: %s", r->what, perr.msg);
         back_off(r, do_list, -1);
         return;
     }
-    meta = kn_json_member(&j, 0, "metadata");
-    rv = kn_json_string(&j, kn_json_member(&j, meta, "resourceVersion"), NULL);
     if (r->o.raw) {
-        /* a fresh version to watch from */
-        kn_json_free(&j);
+        /* a raw watch lists only for a fresh version to watch from */
+        free(cont);
         set_rv(r, rv);
         free(rv);
         r->rv_unavailable = 0;
         do_watch(r);
         return;
     }
-    items = kn_json_member(&j, 0, "items");
-    if (items >= 0 && j.tok[items].type == KN_J_ARRAY) {
-        int i = items + 1;
-        for (int k = 0; k < j.tok[items].size; k++) {
-            struct kn_err oerr;
-            const struct kn_jtok *t = &j.tok[i];
-            struct kn_obj *o = kn_obj_new(body + t->start, t->end - t->start, &r->o.norm, &oerr);
-            if (o) {
-                kn_obj_unref(kn_store_put(r->pending, o));
-                kn_obj_unref(o);
-            } else {
-                report(r, "list %s: item %d skipped: %s", r->what, k, oerr.msg);
-            }
-            i = t->next;
-        }
-    }
     free(r->cont);
-    r->cont = kn_json_string(&j, kn_json_member(&j, meta, "continue"), NULL);
-    kn_json_free(&j);
-    if (r->cont && *r->cont) {
+    r->cont = cont;
+    if (r->cont) {
         free(rv);
         start_list(r);
         return;
     }
-    free(r->cont);
-    r->cont = NULL;
     replace(r, rv ? rv : "");
     free(rv);
     r->rv_unavailable = 0;

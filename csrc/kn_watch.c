@@ -240,7 +240,7 @@ int kn_watch_parse(const char *line, size_t len, const struct kn_normalize *norm
         rc = 0;
         break;
     default:
-        ev->obj = kn_obj_new(line + j.tok[obj].start, j.tok[obj].end - j.tok[obj].start, norm, err);
+        ev->obj = kn_obj_from_tokens(&j, obj, norm, err);
         if (!ev->obj) {
             kn_err_prefix(err, "%s event: ", type_name(ev->type));
             break;

@@ -3,7 +3,7 @@
 #   make deps       install missing Debian packages (as root), else print the apt-get line
 #   make cluster    build once and start the local test control plane (.cluster/)
 #   make test       everything: C tests under sanitizers, specs against the control plane
-#   make demo       run the main example against the local control plane
+#   make demo       watch namespaces on the local control plane while namespace aaa comes and goes
 
 LUA_VERSION ?= 5.4
 LUA_INCDIR  ?= /usr/include/lua$(LUA_VERSION)
@@ -74,8 +74,19 @@ test-lua: deps $(MODULE)
 test: deps all lint test-c test-rock
 	spec/with_cluster.sh spec/run_specs.sh
 
+# The namespace watch, while a second client creates and deletes namespace aaa: ADDED, MODIFIED (the
+# deletion starts), DELETED (the controller-manager has emptied it). Fails if the watch fails or times out.
+demo: export KUBECONFIG := $(CURDIR)/.cluster/kubeconfig
 demo: deps all cluster
-	KUBECONFIG=$(CURDIR)/.cluster/kubeconfig $(LUA) examples/version.lua
+	@$(LUA) examples/namespace_aaa.lua --clean aaa
+	@out=$$(mktemp); \
+	$(LUA) examples/watch_namespaces.lua --until-deleted aaa --timeout 60 >$$out & w=$$!; \
+	tail -s 0.2 --pid=$$w -n +1 -f $$out & t=$$!; \
+	while [ ! -s $$out ] && kill -0 $$w 2>/dev/null; do sleep 0.1; done; \
+	$(LUA) examples/namespace_aaa.lua aaa || kill $$w; \
+	wait $$w; rc=$$?; wait $$t; rm -f $$out; \
+	if [ $$rc = 0 ]; then echo "make demo: saw aaa come and go"; else echo "make demo: the watch failed" >&2; fi; \
+	exit $$rc
 
 clean:
 	rm -rf build $(MODULE)

@@ -45,6 +45,7 @@ struct kn_reflector {
     int no_streaming;               /* the server refused sendInitialEvents: list in pages */
     double backoff;                 /* seconds; 0: not backing off */
     double watch_started;
+    int notify;                     /* queue add/update/delete (someone listens) */
     unsigned long watch_events;
     unsigned long long seq;
 };
@@ -65,7 +66,7 @@ static char *dup_or_null(const char *s)
 
 static void push(struct kn_reflector *r, enum kn_qtype type, struct kn_obj *old, struct kn_obj *obj, int unknown)
 {
-    struct kn_qevent *ev = kn_qevent_new(type, r->id);
+    struct kn_qevent *ev = type == KN_Q_SYNCED || r->notify ? kn_qevent_new(type, r->id) : NULL;
     if (!ev) {
         kn_obj_unref(old);
         kn_obj_unref(obj);
@@ -662,6 +663,24 @@ static void take_snapshot(void *ud)
     struct snap *s = ud;
     s->objs = s->r->store ? kn_store_list(s->r->store, NULL, &s->n) : NULL;
     s->seq = s->r->seq;
+    s->r->notify = 1;
+}
+
+struct notify_arg {
+    struct kn_reflector *r;
+    int on;
+};
+
+static void set_notify(void *ud)
+{
+    struct notify_arg *a = ud;
+    a->r->notify = a->on;
+}
+
+void kn_reflector_set_notify(struct kn_reflector *r, int on)
+{
+    struct notify_arg a = { r, on };
+    kn_loop_call(r->loop, set_notify, &a);
 }
 
 struct kn_reflector *kn_reflector_new(struct kn_client *c, struct kn_queue *q, unsigned long id,

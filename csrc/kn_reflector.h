@@ -58,9 +58,14 @@ int kn_reflector_synced(struct kn_reflector *r);
 int kn_reflector_running(struct kn_reflector *r);
 void kn_reflector_rv(struct kn_reflector *r, char out[64]);
 void kn_reflector_stats(struct kn_reflector *r, struct kn_reflector_stats *out);
+/* Whether add/update/delete notifications are queued at all: an informer
+ * with no handler keeps only its store, and costs no queue or Lua time. Off
+ * until turned on. */
+void kn_reflector_set_notify(struct kn_reflector *r, int on);
 /* The cached objects and the sequence number of the last event pushed, as
- * one consistent picture (for a handler added late). Release with
- * kn_store_release. */
+ * one consistent picture (for a handler added late); also turns
+ * notifications on, in the same step, so nothing falls between the two.
+ * Release with kn_store_release. */
 struct kn_obj **kn_reflector_snapshot(struct kn_reflector *r, size_t *n, unsigned long long *seq);
 
 #endif

@@ -4,6 +4,7 @@
 #include <lua.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kn_client.h"
 #include "kn_queue.h"
@@ -157,6 +158,13 @@ static int l_stop(lua_State *L)
 static int l_clear(lua_State *L)
 {
     kn_reflector_clear(check_informer(L)->r);
+    return 0;
+}
+
+static int l_notify(lua_State *L)
+{
+    struct linformer *li = check_informer(L);
+    kn_reflector_set_notify(li->r, lua_toboolean(L, 2));
     return 0;
 }
 
@@ -351,6 +359,25 @@ static int l_next_event(lua_State *L)
     return 1;
 }
 
+/* core.now() --> monotonic seconds (for timeouts that must not jump with the wall clock) */
+static int l_now(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + ts.tv_nsec / 1e9);
+    return 1;
+}
+
+/* core.wake(): makes the queue (and its fd) readable, for work that waits
+ * on the Lua side (adds for a handler added late) */
+static int l_wake(lua_State *L)
+{
+    struct kn_qevent *ev = kn_qevent_new(KN_Q_SYNCED, 0); /* source 0: nobody's; dispatch skips it */
+    if (ev)
+        kn_queue_push(get_hub(L)->q, ev);
+    return 0;
+}
+
 static int l_pending(lua_State *L)
 {
     lua_pushinteger(L, (lua_Integer)kn_queue_length(get_hub(L)->q, 0));
@@ -364,7 +391,7 @@ static int l_fd(lua_State *L)
 }
 
 static const luaL_Reg informer_methods[] = {
-    { "start", l_start }, { "stop", l_stop }, { "clear", l_clear }, { "synced", l_synced },
+    { "start", l_start }, { "stop", l_stop }, { "clear", l_clear }, { "synced", l_synced }, { "notify", l_notify },
     { "running", l_running }, { "id", l_id }, { "get", l_get }, { "list", l_list }, { "keys", l_keys },
     { "count", l_count }, { "resource_version", l_rv }, { "stats", l_istats }, { "snapshot", l_snapshot },
     { "close", l_iclose }, { NULL, NULL },
@@ -381,6 +408,7 @@ static const luaL_Reg informer_meta[] = {
 
 static const luaL_Reg funcs[] = {
     { "informer", l_informer }, { "next_event", l_next_event }, { "pending", l_pending }, { "fd", l_fd },
+    { "now", l_now }, { "wake", l_wake },
     { NULL, NULL },
 };
 

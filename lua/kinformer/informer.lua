@@ -19,7 +19,11 @@ local stop_requested = false
 local error_handler
 
 local function default_error_handler(err, where)
-  io.stderr:write(("kinformer: %s: %s\n"):format(where, tostring(err)))
+  if errors.is(err) then
+    io.stderr:write(tostring(err), "\n") -- it names where already
+  else
+    io.stderr:write(("kinformer: %s: %s\n"):format(where, tostring(err)))
+  end
 end
 error_handler = default_error_handler
 
@@ -59,12 +63,28 @@ function Informer:on(event, fn)
   if type(fn) ~= "function" then error("kinformer: informer:on: the handler must be a function", 2) end
   local h = setmetatable({ event = event, fn = fn, informer = self, skip_seq = 0 }, Handle)
   self._handlers[#self._handlers + 1] = h
-  if event == "add" and self._synced_seen then
+  if event == "add" and (self._synced_seen or not self._notify) then
+    -- what is cached now, as adds, then only what comes after (one step in
+    -- the core, so nothing falls between); it also turns notifications on
     local objs, seq = self._h:snapshot()
+    self._notify = true
     h.skip_seq = seq
     for _, obj in ipairs(objs) do late[#late + 1] = { handler = h, obj = obj } end
+    if #objs > 0 then core.wake() end -- so that kinformer.fd() turns readable for them
+  elseif not self._notify then
+    self._h:notify(true)
+    self._notify = true
   end
   return h
+end
+
+-- An informer nobody listens to keeps only its store: the core then queues
+-- no notifications, and no object is decoded for Lua.
+local function maybe_quiet(inf)
+  if #inf._handlers == 0 and next(inf._indexes) == nil and inf._notify and not inf._closed then
+    inf._h:notify(false)
+    inf._notify = false
+  end
 end
 
 --- Removes the handler; it is not called again.
@@ -74,16 +94,22 @@ function Handle:remove()
     if list[i] == self then table.remove(list, i) end
   end
   self.removed = true
+  maybe_quiet(self.informer)
 end
 
 function Informer:start()
   if self._closed then error("kinformer: the informer was stopped with stop_all and is closed", 2) end
+  self._stopped_by_user = false
   if not self._h:running() then self._h:start() end
   return self
 end
 
+--- Stops listing and watching (the cache stays); kinformer.run does not start it again.
 function Informer:stop()
-  if not self._closed then self._h:stop() end
+  if not self._closed then
+    self._stopped_by_user = true
+    self._h:stop()
+  end
 end
 
 --- True once the initial list is in the cache.
@@ -95,9 +121,9 @@ end
 -- callbacks have run. nil, err when timeout (seconds) passes first.
 function Informer:wait_for_sync(timeout)
   self:start()
-  local deadline = timeout and (os.time() + timeout) or nil
+  local deadline = timeout and (core.now() + timeout) or nil
   while not self._synced_seen do
-    local left = deadline and (deadline - os.time()) or 1
+    local left = deadline and (deadline - core.now()) or 1
     if deadline and left < 0 then
       local msg = ("%s did not sync within %s s"):format(self._what, tostring(timeout))
       if self._last_error then msg = msg .. "; last error: " .. tostring(self._last_error) end
@@ -143,7 +169,9 @@ function Informer:resource_version() return self._h:resource_version() end
 function Informer:clear()
   self._h:clear()
   self._synced_seen = false
-  for name, ix in pairs(self._indexes) do self._indexes[name] = { by_value = {}, by_key = {}, fn = ix.fn } end
+  for name, ix in pairs(self._indexes) do
+    self._indexes[name] = { by_value = {}, by_key = {}, fn = ix.fn, since = 0 }
+  end
   for i = #late, 1, -1 do if late[i].handler.informer == self then table.remove(late, i) end end
 end
 
@@ -187,9 +215,11 @@ function Informer:add_index(name, fn)
     error("kinformer: informer:add_index(name, function(obj) return { values } end)", 2)
   end
   if name == "namespace" then error("kinformer: the index \"namespace\" is built in", 2) end
-  local ix = { fn = fn, by_value = {}, by_key = {} }
+  local objs, seq = self._h:snapshot() -- the cache, and notifications on from here
+  self._notify = true
+  local ix = { fn = fn, by_value = {}, by_key = {}, since = seq }
   self._indexes[name] = ix
-  for _, obj in ipairs(self._h:list()) do index_add(self, name, ix, obj) end
+  for _, obj in ipairs(objs) do index_add(self, name, ix, obj) end
   return self
 end
 
@@ -213,8 +243,10 @@ local function update_indexes(inf, ev)
   if next(inf._indexes) == nil then return end
   local key = ev.key
   for name, ix in pairs(inf._indexes) do
-    index_remove(ix, key)
-    if ev.type ~= "delete" then index_add(inf, name, ix, ev.obj) end
+    if ev.seq > ix.since then
+      index_remove(ix, key)
+      if ev.type ~= "delete" then index_add(inf, name, ix, ev.obj) end
+    end
   end
 end
 
@@ -242,7 +274,7 @@ local function dispatch_informer(inf, ev)
   end
   if ev.type == "error" then
     inf._last_error = ev.message
-    report(errors.new("Watch", ev.message, inf._what), inf._what)
+    report(errors.new("Watch", ev.message), inf._what)
     return
   end
   update_indexes(inf, ev)
@@ -261,7 +293,7 @@ local function dispatch(ev)
   if not src then return end
   if src._raw then
     if ev.type == "error" then
-      report(errors.new("Watch", ev.message, src._what), src._what)
+      report(errors.new("Watch", ev.message), src._what)
     elseif ev.type == "raw" then
       call(src._fn, ("watch callback of %s"):format(src._what), ev.raw_type, ev.obj)
     end
@@ -285,18 +317,15 @@ function M.step(timeout_ms)
   while ev do
     dispatch(ev)
     n = n + 1
-    if n >= 10000 then break end -- let the caller breathe between big batches
+    -- a callback that called kinformer.stop() ends the batch: the rest waits
+    -- for the next run or step; and big batches let the caller breathe
+    if stop_requested or n >= 10000 then break end
     ev = core.next_event(0)
   end
   return n
 end
 
-local function monotonic()
-  local p = io.popen("cat /proc/uptime")
-  local t = tonumber(p:read("a"):match("^(%S+)"))
-  p:close()
-  return t
-end
+local monotonic = core.now
 
 --- Starts every informer not yet started and dispatches callbacks until
 -- kinformer.stop() (returns true) or timeout seconds pass (returns false).
@@ -306,8 +335,8 @@ function M.run(opts)
   for _, src in pairs(sources) do
     if not src._raw and not src._closed and not src._stopped_by_user then src:start() end
   end
-  stop_requested = false
   local deadline = opts.timeout and (monotonic() + opts.timeout)
+  -- a stop() asked for before run (or in a callback of an earlier step) ends it at once
   while not stop_requested do
     local wait = 200
     if deadline then
@@ -409,6 +438,7 @@ function M.install(Client)
     local inf = setmetatable({
       _h = h, _id = h:id(), _client = self, _what = what, _resource = discovery.full_name(r),
       _namespace = ns, _namespaced = r.namespaced, _handlers = {}, _indexes = {}, _synced_seen = false,
+      _notify = false,
     }, Informer)
     sources[inf._id] = inf
     self._informers[key] = inf
@@ -426,7 +456,7 @@ function M.install(Client)
     local r, err = self:resolve(resource)
     if not r then return nil, err end
     local ns = r.namespaced and opts.namespace or nil
-    local what = "watch of " .. discovery.full_name(r) .. (ns and (" in " .. ns) or "")
+    local what = discovery.full_name(r) .. (ns and (" in " .. ns) or "")
     local wt = opts.watch_timeout or {}
     local h, cerr = core.informer(self._h, {
       path = rest.path_of(r, ns), what = what, api_version = r.api_version, kind = r.kind,

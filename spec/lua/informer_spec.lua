@@ -512,3 +512,49 @@ describe("two clusters", function()
     admin:delete("configmaps", tag .. "-a")
   end)
 end)
+
+describe("the loop", function()
+  local c, ns
+  before_each(function()
+    c = must(kinformer.client{ kubeconfig = cluster.kubeconfig })
+    ns = make_ns("loop" .. math.random(1000, 9999))
+  end)
+  after_each(function()
+    c:stop_all{ clear = true }
+    admin:delete("namespaces", ns)
+  end)
+
+  it("does not start an informer the user stopped", function()
+    local inf = must(c:informer("configmaps", { namespace = ns }))
+    must(inf:wait_for_sync(20))
+    inf:stop()
+    kinformer.run{ timeout = 0.5 }
+    assert.are.equal(1, inf:stats().lists)
+    must(admin:create("configmaps", { metadata = { name = "late", namespace = ns } }))
+    kinformer.run{ timeout = 0.5 }
+    assert.are.equal(0, inf:count())
+  end)
+
+  it("ends the batch when a callback calls kinformer.stop()", function()
+    for i = 1, 5 do must(admin:create("configmaps", { metadata = { name = "b" .. i, namespace = ns } })) end
+    local inf = must(c:informer("configmaps", { namespace = ns }))
+    local calls = 0
+    inf:on("add", function() calls = calls + 1 kinformer.stop() end)
+    assert.is_true(kinformer.run{ timeout = 20 })
+    assert.are.equal(1, calls)
+    assert.is_true(kinformer.run{ timeout = 20 })
+    assert.are.equal(2, calls)
+  end)
+
+  it("keeps a store without handlers and queues nothing for it", function()
+    for i = 1, 5 do must(admin:create("configmaps", { metadata = { name = "q" .. i, namespace = ns } })) end
+    local inf = must(c:informer("configmaps", { namespace = ns }))
+    must(inf:wait_for_sync(20))
+    must(admin:create("configmaps", { metadata = { name = "q6", namespace = ns } }))
+    assert.is_true(spin(function() return inf:count() == 6 end))
+    assert.are.equal(0, inf:stats().queued)
+    local adds = {}
+    inf:on("add", function(o) adds[#adds + 1] = o.metadata.name end)
+    assert.is_true(spin(function() return #adds == 6 end))
+  end)
+end)

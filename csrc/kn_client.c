@@ -614,6 +614,7 @@ static void stream_done(struct kn_xfer *x, CURLcode rc)
     if (s->resp.status == 401)
         c->stale = 1; /* the next request fetches the credential again */
     pthread_mutex_unlock(&c->mu);
+    s->resp.curl_code = (int)rc;
     if (rc == CURLE_ABORTED_BY_CALLBACK)
         kn_err_set(&err, 0, "Cancelled", "%s %s: cancelled", s->method, s->url);
     else if (rc != CURLE_OK && !(s->stopped && rc == CURLE_WRITE_ERROR))
@@ -675,12 +676,13 @@ struct kn_stream *kn_client_stream(struct kn_client *c, const struct kn_request 
     if (watch) {
         /* A watch lasts as long as the server keeps it (timeoutSeconds). A
          * dead peer is found by TCP keepalive (about 20 + 9 x 4 s); a live
-         * one that stalls by the low-speed limit. */
+         * one that sends nothing by the stall limit (req->timeout_ms: no
+         * byte at all for that long ends the transfer). */
         curl_easy_setopt(s->x.easy, CURLOPT_TIMEOUT_MS, 0L);
         curl_easy_setopt(s->x.easy, CURLOPT_TCP_KEEPIDLE, 20L);
         curl_easy_setopt(s->x.easy, CURLOPT_TCP_KEEPINTVL, 4L);
         curl_easy_setopt(s->x.easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
-        curl_easy_setopt(s->x.easy, CURLOPT_LOW_SPEED_TIME, (long)(req->timeout_ms > 0 ? req->timeout_ms / 1000 : 660));
+        curl_easy_setopt(s->x.easy, CURLOPT_LOW_SPEED_TIME, (long)(req->timeout_ms > 0 ? req->timeout_ms / 1000 : 55));
     }
     s->x.done = stream_done;
     kn_loop_add(c->loop, &s->x);

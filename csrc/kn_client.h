@@ -38,6 +38,7 @@ struct kn_response {
     int retry_after;   /* seconds from a Retry-After header, or -1 */
     long http_version; /* 11 or 20: the protocol the answer came over */
     int attempts;      /* 1 + retries made */
+    int curl_code;     /* streams: libcurl's result (CURLE_OPERATION_TIMEDOUT: the stall limit hit) */
 };
 
 struct kn_client_stats {

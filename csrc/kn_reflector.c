@@ -483,7 +483,11 @@ static void start_watch(struct kn_reflector *r, int initial)
     r->initial = initial;
     req.method = "GET";
     req.path = path.data;
-    req.timeout_ms = (atoi(timeout) + 60) * 1000; /* the stall limit: the server ends it before */
+    /* The stall limit: the API server sends a bookmark about once a minute,
+     * so a stream silent for this long may be dead (no FIN ever comes when a
+     * peer vanishes); it is resumed from the last version, which costs one
+     * request when it was only quiet. */
+    req.timeout_ms = (r->o.stall_limit > 0 ? r->o.stall_limit : 55) * 1000;
     kn_framer_reset(&r->framer);
     if (initial && r->pending)
         kn_store_clear(r->pending);
@@ -548,6 +552,15 @@ static void watch_done(void *ud, int ok, long status, const char *body, size_t l
     }
     if (r->stream_error) {
         back_off(r, do_watch, -1);
+        return;
+    }
+    if (ok < 0 && resp->curl_code == CURLE_OPERATION_TIMEDOUT) {
+        /* no byte within the stall limit: resume at once, quietly */
+        pthread_mutex_lock(&r->mu);
+        r->stats.stalls++;
+        pthread_mutex_unlock(&r->mu);
+        r->backoff = 0;
+        do_watch(r);
         return;
     }
     if (ok < 0) {

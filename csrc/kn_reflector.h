@@ -23,6 +23,7 @@ struct kn_reflector_opts {
     double resync;                /* seconds; > 0: update(obj, obj) for every cached object that often */
     int watch_min, watch_max;     /* timeoutSeconds of a watch is drawn from [min, max]; 0: 300..600 */
     int paged_only;               /* 1: never a streaming list (sendInitialEvents), always pages */
+    int stall_limit;              /* seconds without a byte after which a watch is resumed; 0: 55 */
     /* raw watch (c:watch): no store, every event goes to the queue as KN_Q_RAW */
     int raw;
     const char *resource_version; /* raw: where to start; NULL or "": now, after the current state as ADDED */
@@ -35,6 +36,7 @@ struct kn_reflector_stats {
     unsigned long relists;        /* lists after the first (410, errors, clear) */
     unsigned long watches;        /* watch requests started */
     unsigned long reconnects;     /* watches started again after a failure */
+    unsigned long stalls;         /* watches resumed after the stall limit (a quiet or dead stream) */
     unsigned long events;         /* watch events applied */
     unsigned long errors;
 };

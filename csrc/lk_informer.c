@@ -125,6 +125,7 @@ static int l_informer(lua_State *L)
     o.watch_min = opt_int(L, 2, "watch_min", 0);
     o.watch_max = opt_int(L, 2, "watch_max", 0);
     o.paged_only = opt_bool(L, 2, "paged_only");
+    o.stall_limit = opt_int(L, 2, "stall_limit", 0);
 
     li = lua_newuserdatauv(L, sizeof *li, 1);
     li->r = NULL;
@@ -273,6 +274,7 @@ static int l_istats(lua_State *L)
     set_int(L, "relists", (lua_Integer)st.relists);
     set_int(L, "watches", (lua_Integer)st.watches);
     set_int(L, "reconnects", (lua_Integer)st.reconnects);
+    set_int(L, "stalls", (lua_Integer)st.stalls);
     set_int(L, "events", (lua_Integer)st.events);
     set_int(L, "errors", (lua_Integer)st.errors);
     return 1;

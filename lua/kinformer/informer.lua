@@ -384,7 +384,7 @@ end
 local informer_options = {
   namespace = "string", label_selector = "string", field_selector = "string", resync = "number",
   page_size = "number", keep_managed_fields = "boolean", metadata_only = "boolean",
-  watch_timeout = "table", streaming_list = "boolean",
+  watch_timeout = "table", streaming_list = "boolean", stall_limit = "number",
 }
 
 local function check_opts(opts, allowed, fname)
@@ -422,7 +422,8 @@ function M.install(Client)
     local key = table.concat({ r.group, r.version, r.resource, ns or "", opts.label_selector or "",
       opts.field_selector or "", tostring(opts.resync or 0), tostring(opts.page_size or 500),
       tostring(opts.keep_managed_fields or false), tostring(opts.metadata_only or false),
-      tostring(wt[1] or ""), tostring(wt[2] or ""), tostring(opts.streaming_list ~= false) }, "\0")
+      tostring(wt[1] or ""), tostring(wt[2] or ""), tostring(opts.streaming_list ~= false),
+      tostring(opts.stall_limit or 55) }, "\0")
     self._informers = self._informers or {}
     local existing = self._informers[key]
     if existing and not existing._closed then return existing end
@@ -432,7 +433,7 @@ function M.install(Client)
       label_selector = opts.label_selector, field_selector = opts.field_selector,
       page_size = opts.page_size, resync = opts.resync, keep_managed_fields = opts.keep_managed_fields,
       metadata_only = opts.metadata_only, watch_min = wt[1], watch_max = wt[2],
-      paged_only = opts.streaming_list == false,
+      paged_only = opts.streaming_list == false, stall_limit = opts.stall_limit,
     })
     if not h then return nil, errors.new("Informer", cerr, what) end
     local inf = setmetatable({
@@ -451,7 +452,7 @@ function M.install(Client)
   function Client:watch(resource, opts, fn)
     if type(opts) == "function" and fn == nil then opts, fn = nil, opts end
     opts = check_opts(opts, { resource_version = "string", namespace = "string", label_selector = "string",
-      field_selector = "string", bookmarks = "boolean", watch_timeout = "table" }, "watch")
+      field_selector = "string", bookmarks = "boolean", watch_timeout = "table", stall_limit = "number" }, "watch")
     if type(fn) ~= "function" then error("kinformer: client:watch(resource, opts, function(type, obj) end)", 2) end
     local r, err = self:resolve(resource)
     if not r then return nil, err end
@@ -462,6 +463,7 @@ function M.install(Client)
       path = rest.path_of(r, ns), what = what, api_version = r.api_version, kind = r.kind,
       label_selector = opts.label_selector, field_selector = opts.field_selector, raw = true,
       resource_version = opts.resource_version, bookmarks = opts.bookmarks, watch_min = wt[1], watch_max = wt[2],
+      stall_limit = opts.stall_limit,
     })
     if not h then return nil, errors.new("Watch", cerr, what) end
     local w = { _h = h, _id = h:id(), _raw = true, _fn = fn, _what = what }

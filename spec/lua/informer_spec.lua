@@ -550,6 +550,19 @@ describe("the loop", function()
     assert.are.equal(2, calls)
   end)
 
+  it("resumes a watch that sends nothing for the stall limit, quietly and without losing events", function()
+    local inf = must(c:informer("configmaps", { namespace = ns, stall_limit = 2 }))
+    local adds = 0
+    inf:on("add", function() adds = adds + 1 end)
+    errors_seen = {}
+    must(inf:wait_for_sync(20))
+    assert.is_true(spin(function() return inf:stats().stalls >= 2 end, 15))
+    assert.are.equal(0, #errors_seen)
+    assert.are.equal(0, inf:stats().relists)
+    must(admin:create("configmaps", { metadata = { name = "after-stall", namespace = ns } }))
+    assert.is_true(spin(function() return adds == 1 end))
+  end)
+
   it("keeps a store without handlers and queues nothing for it", function()
     for i = 1, 5 do must(admin:create("configmaps", { metadata = { name = "q" .. i, namespace = ns } })) end
     local inf = must(c:informer("configmaps", { namespace = ns }))

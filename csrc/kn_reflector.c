@@ -45,7 +45,7 @@ struct kn_reflector {
     int no_streaming;               /* the server refused sendInitialEvents: list in pages */
     double backoff;                 /* seconds; 0: not backing off */
     double watch_started;
-    int notify;                     /* queue add/update/delete (someone listens) */
+    int notify;                     /* which of add/update/delete to queue: bits 1 << KN_Q_* */
     unsigned long watch_events;
     unsigned long long seq;
 };
@@ -66,7 +66,7 @@ static char *dup_or_null(const char *s)
 
 static void push(struct kn_reflector *r, enum kn_qtype type, struct kn_obj *old, struct kn_obj *obj, int unknown)
 {
-    struct kn_qevent *ev = type == KN_Q_SYNCED || r->notify ? kn_qevent_new(type, r->id) : NULL;
+    struct kn_qevent *ev = type == KN_Q_SYNCED || (r->notify & (1 << type)) ? kn_qevent_new(type, r->id) : NULL;
     if (!ev) {
         kn_obj_unref(old);
         kn_obj_unref(obj);
@@ -260,8 +260,19 @@ static void notify(struct kn_reflector *r, struct kn_obj *old, struct kn_obj *ob
 static void replace(struct kn_reflector *r, const char *rv)
 {
     size_t n, i;
-    struct kn_obj **all = kn_store_list(r->pending, NULL, &n);
+    struct kn_obj **all;
     int first;
+    /* The bookkeeping first: whoever sees a notification of this relist
+     * also sees the relist counted and its version. */
+    pthread_mutex_lock(&r->mu);
+    snprintf(r->rv, sizeof r->rv, "%s", rv);
+    first = !r->synced;
+    r->synced = 1;
+    r->stats.lists++;
+    if (!first)
+        r->stats.relists++;
+    pthread_mutex_unlock(&r->mu);
+    all = kn_store_list(r->pending, NULL, &n);
     for (i = 0; i < n; i++) {
         struct kn_obj *old = kn_store_put(r->store, all[i]);
         notify(r, old, kn_obj_ref(all[i]));
@@ -278,14 +289,6 @@ static void replace(struct kn_reflector *r, const char *rv)
     }
     kn_store_release(all, n);
     kn_store_clear(r->pending);
-    pthread_mutex_lock(&r->mu);
-    snprintf(r->rv, sizeof r->rv, "%s", rv);
-    first = !r->synced;
-    r->synced = 1;
-    r->stats.lists++;
-    if (!first)
-        r->stats.relists++;
-    pthread_mutex_unlock(&r->mu);
     if (first)
         push(r, KN_Q_SYNCED, NULL, NULL, 0);
 }
@@ -669,6 +672,7 @@ struct snap {
     struct kn_obj **objs;
     size_t n;
     unsigned long long seq;
+    int mask;
 };
 
 static void take_snapshot(void *ud)
@@ -676,7 +680,7 @@ static void take_snapshot(void *ud)
     struct snap *s = ud;
     s->objs = s->r->store ? kn_store_list(s->r->store, NULL, &s->n) : NULL;
     s->seq = s->r->seq;
-    s->r->notify = 1;
+    s->r->notify = s->mask;
 }
 
 struct notify_arg {
@@ -690,9 +694,9 @@ static void set_notify(void *ud)
     a->r->notify = a->on;
 }
 
-void kn_reflector_set_notify(struct kn_reflector *r, int on)
+void kn_reflector_set_notify(struct kn_reflector *r, int mask)
 {
-    struct notify_arg a = { r, on };
+    struct notify_arg a = { r, mask };
     kn_loop_call(r->loop, set_notify, &a);
 }
 
@@ -813,9 +817,9 @@ void kn_reflector_stats(struct kn_reflector *r, struct kn_reflector_stats *out)
     pthread_mutex_unlock(&r->mu);
 }
 
-struct kn_obj **kn_reflector_snapshot(struct kn_reflector *r, size_t *n, unsigned long long *seq)
+struct kn_obj **kn_reflector_snapshot(struct kn_reflector *r, int mask, size_t *n, unsigned long long *seq)
 {
-    struct snap s = { r, NULL, 0, 0 };
+    struct snap s = { r, NULL, 0, 0, mask };
     kn_loop_call(r->loop, take_snapshot, &s);
     *n = s.n;
     *seq = s.seq;

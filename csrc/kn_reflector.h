@@ -60,14 +60,14 @@ int kn_reflector_synced(struct kn_reflector *r);
 int kn_reflector_running(struct kn_reflector *r);
 void kn_reflector_rv(struct kn_reflector *r, char out[64]);
 void kn_reflector_stats(struct kn_reflector *r, struct kn_reflector_stats *out);
-/* Whether add/update/delete notifications are queued at all: an informer
- * with no handler keeps only its store, and costs no queue or Lua time. Off
- * until turned on. */
-void kn_reflector_set_notify(struct kn_reflector *r, int on);
+/* Which notifications are queued (bits 1 << KN_Q_ADD, KN_Q_UPDATE,
+ * KN_Q_DELETE): only those someone handles, so an informer with no handler
+ * keeps only its store and costs no queue or Lua time. None until set. */
+void kn_reflector_set_notify(struct kn_reflector *r, int mask);
 /* The cached objects and the sequence number of the last event pushed, as
- * one consistent picture (for a handler added late); also turns
- * notifications on, in the same step, so nothing falls between the two.
- * Release with kn_store_release. */
-struct kn_obj **kn_reflector_snapshot(struct kn_reflector *r, size_t *n, unsigned long long *seq);
+ * one consistent picture (for a handler or an index added late); the mask
+ * is set in the same step, so nothing falls between the two. Release with
+ * kn_store_release. */
+struct kn_obj **kn_reflector_snapshot(struct kn_reflector *r, int mask, size_t *n, unsigned long long *seq);
 
 #endif

@@ -165,7 +165,7 @@ static int l_clear(lua_State *L)
 static int l_notify(lua_State *L)
 {
     struct linformer *li = check_informer(L);
-    kn_reflector_set_notify(li->r, lua_toboolean(L, 2));
+    kn_reflector_set_notify(li->r, (int)luaL_checkinteger(L, 2));
     return 0;
 }
 
@@ -280,13 +280,14 @@ static int l_istats(lua_State *L)
     return 1;
 }
 
-/* informer:snapshot() --> { table, ... }, seq: the cache as of the last event pushed */
+/* informer:snapshot(mask) --> { table, ... }, seq: the cache as of the last event pushed;
+ * notifications from then on follow mask */
 static int l_snapshot(lua_State *L)
 {
     struct linformer *li = check_informer(L);
     size_t n;
     unsigned long long seq;
-    struct kn_obj **all = kn_reflector_snapshot(li->r, &n, &seq);
+    struct kn_obj **all = kn_reflector_snapshot(li->r, (int)luaL_checkinteger(L, 2), &n, &seq);
     lua_createtable(L, (int)n, 0);
     for (size_t i = 0; i < n; i++) {
         push_obj(L, all[i]);
@@ -417,6 +418,14 @@ static const luaL_Reg funcs[] = {
 void lk_informer_register(lua_State *L)
 {
     struct hub *h;
+    lua_createtable(L, 0, 3); /* the notification bits, for informer:notify(mask) */
+    lua_pushinteger(L, 1 << KN_Q_ADD);
+    lua_setfield(L, -2, "add");
+    lua_pushinteger(L, 1 << KN_Q_UPDATE);
+    lua_setfield(L, -2, "update");
+    lua_pushinteger(L, 1 << KN_Q_DELETE);
+    lua_setfield(L, -2, "delete");
+    lua_setfield(L, -2, "notify_bits");
     luaL_newmetatable(L, INFORMER_MT);
     luaL_setfuncs(L, informer_meta, 0);
     luaL_newlib(L, informer_methods);

@@ -42,6 +42,23 @@ local Handle = {}
 Handle.__index = Handle
 
 local events = { add = true, update = true, delete = true }
+local bits = core.notify_bits
+
+-- The core queues only the notifications someone handles: an informer with
+-- no handler keeps only its store, and no object is decoded for Lua.
+local function wanted(inf)
+  if next(inf._indexes) ~= nil then return bits.add | bits.update | bits.delete end
+  local mask = 0
+  for _, h in ipairs(inf._handlers) do mask = mask | bits[h.event] end
+  return mask
+end
+
+local function set_mask(inf, mask)
+  if mask ~= inf._mask and not inf._closed then
+    inf._h:notify(mask)
+    inf._mask = mask
+  end
+end
 
 local function key_of(obj)
   local m = obj.metadata or {}
@@ -63,28 +80,20 @@ function Informer:on(event, fn)
   if type(fn) ~= "function" then error("kinformer: informer:on: the handler must be a function", 2) end
   local h = setmetatable({ event = event, fn = fn, informer = self, skip_seq = 0 }, Handle)
   self._handlers[#self._handlers + 1] = h
-  if event == "add" and (self._synced_seen or not self._notify) then
+  local mask = wanted(self)
+  if event == "add" and (self._synced_seen or self._mask & bits.add == 0) then
     -- what is cached now, as adds, then only what comes after (one step in
-    -- the core, so nothing falls between); it also turns notifications on
-    local objs, seq = self._h:snapshot()
-    self._notify = true
+    -- the core, so nothing falls between; the adds of the initial list were
+    -- not queued while nobody handled adds)
+    local objs, seq = self._h:snapshot(mask)
+    self._mask = mask
     h.skip_seq = seq
     for _, obj in ipairs(objs) do late[#late + 1] = { handler = h, obj = obj } end
     if #objs > 0 then core.wake() end -- so that kinformer.fd() turns readable for them
-  elseif not self._notify then
-    self._h:notify(true)
-    self._notify = true
+  else
+    set_mask(self, mask)
   end
   return h
-end
-
--- An informer nobody listens to keeps only its store: the core then queues
--- no notifications, and no object is decoded for Lua.
-local function maybe_quiet(inf)
-  if #inf._handlers == 0 and next(inf._indexes) == nil and inf._notify and not inf._closed then
-    inf._h:notify(false)
-    inf._notify = false
-  end
 end
 
 --- Removes the handler; it is not called again.
@@ -94,7 +103,7 @@ function Handle:remove()
     if list[i] == self then table.remove(list, i) end
   end
   self.removed = true
-  maybe_quiet(self.informer)
+  set_mask(self.informer, wanted(self.informer))
 end
 
 function Informer:start()
@@ -215,8 +224,9 @@ function Informer:add_index(name, fn)
     error("kinformer: informer:add_index(name, function(obj) return { values } end)", 2)
   end
   if name == "namespace" then error("kinformer: the index \"namespace\" is built in", 2) end
-  local objs, seq = self._h:snapshot() -- the cache, and notifications on from here
-  self._notify = true
+  local all = bits.add | bits.update | bits.delete
+  local objs, seq = self._h:snapshot(all) -- the cache, and every notification from here
+  self._mask = all
   local ix = { fn = fn, by_value = {}, by_key = {}, since = seq }
   self._indexes[name] = ix
   for _, obj in ipairs(objs) do index_add(self, name, ix, obj) end
@@ -439,7 +449,7 @@ function M.install(Client)
     local inf = setmetatable({
       _h = h, _id = h:id(), _client = self, _what = what, _resource = discovery.full_name(r),
       _namespace = ns, _namespaced = r.namespaced, _handlers = {}, _indexes = {}, _synced_seen = false,
-      _notify = false,
+      _mask = 0,
     }, Informer)
     sources[inf._id] = inf
     self._informers[key] = inf

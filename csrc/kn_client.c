@@ -385,6 +385,25 @@ static CURL *make_easy(struct kn_client *c, const struct kn_request *req, const 
     return e;
 }
 
+/* A credential or identity that would end a header line early (CR, LF or
+ * any control character) would let its author add headers of their own:
+ * refused, as Go's net/http refuses it. Returns the field at fault. */
+static const char *unsafe_header(const struct kn_config *cfg, const char *token)
+{
+    const char *fields[] = { token, cfg->as_user, cfg->as_uid };
+    const char *names[] = { cfg->exec ? "the exec plugin's token" : cfg->token_file ? "tokenFile" : "token", "as",
+                            "as-uid" };
+    for (size_t i = 0; i < 3; i++)
+        for (const unsigned char *p = (const unsigned char *)fields[i]; p && *p; p++)
+            if (*p < 0x20 || *p == 0x7f)
+                return names[i];
+    for (char **g = cfg->as_groups; g && *g; g++)
+        for (const unsigned char *p = (const unsigned char *)*g; *p; p++)
+            if (*p < 0x20 || *p == 0x7f)
+                return "as-groups";
+    return NULL;
+}
+
 static void wipe_headers(struct curl_slist *hdrs)
 {
     for (struct curl_slist *h = hdrs; h; h = h->next)
@@ -403,6 +422,10 @@ static CURLcode perform(struct kn_client *c, const struct kn_request *req, struc
     CURLcode rc;
     CURL *e;
 
+    const char *unsafe = unsafe_header(c->cfg, token);
+    if (unsafe)
+        return kn_err_set(err, 0, "Config", "%s: %s contains a control character (a line break?); it cannot be "
+                          "sent in a header", c->cfg->origin, unsafe), CURLE_BAD_FUNCTION_ARGUMENT;
     if (token && strlen(token) > 8192)
         return kn_err_set(err, 0, "Config", "%s: the bearer token is longer than 8 KiB", c->cfg->origin),
                CURLE_BAD_FUNCTION_ARGUMENT;
@@ -581,13 +604,31 @@ struct kn_stream {
     kn_stream_done_fn on_done;
     void *ud;
     int stopped;               /* on_data asked to stop: not an error */
+    double last_byte;          /* watches: when a byte last came */
+    double stall_s;            /* watches: the silence that ends them; 0: none */
+    int stalled;
 };
+
+/* The stall limit, timed from the last byte itself: libcurl's low-speed
+ * limit starts its clock only once its averaged speed has dropped, seconds
+ * after the last byte. libcurl calls this at least once a second. */
+static int stream_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+    struct kn_stream *s = ud;
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    if (s->stall_s > 0 && mono_s() - s->last_byte >= s->stall_s) {
+        s->stalled = 1;
+        return 1;
+    }
+    return 0;
+}
 
 static size_t stream_body(char *p, size_t size, size_t n, void *ud)
 {
     struct kn_stream *s = ud;
     size_t len = size * n;
     long status = 0;
+    s->last_byte = mono_s();
     curl_easy_getinfo(s->x.easy, CURLINFO_RESPONSE_CODE, &status);
     /* Only a 2xx body is a stream; an error's body (a Status) is kept whole. */
     if (s->on_data && status >= 200 && status < 300) {
@@ -614,6 +655,10 @@ static void stream_done(struct kn_xfer *x, CURLcode rc)
     if (s->resp.status == 401)
         c->stale = 1; /* the next request fetches the credential again */
     pthread_mutex_unlock(&c->mu);
+    if (s->stalled && rc == CURLE_ABORTED_BY_CALLBACK) {
+        rc = CURLE_OPERATION_TIMEDOUT;
+        snprintf(s->errbuf, sizeof s->errbuf, "no byte for %.0f s", s->stall_s);
+    }
     s->resp.curl_code = (int)rc;
     if (rc == CURLE_ABORTED_BY_CALLBACK)
         kn_err_set(&err, 0, "Cancelled", "%s %s: cancelled", s->method, s->url);
@@ -661,6 +706,16 @@ struct kn_stream *kn_client_stream(struct kn_client *c, const struct kn_request 
         free(s);
         return NULL;
     }
+    if (unsafe_header(c->cfg, k.token) || (k.token && strlen(k.token) > 8192)) {
+        const char *unsafe = unsafe_header(c->cfg, k.token);
+        kn_err_set(err, 0, "Config", "%s: %s cannot be sent in a header (%s)", c->cfg->origin,
+                   unsafe ? unsafe : "the bearer token", unsafe ? "it contains a control character" : "over 8 KiB");
+        creds_free(&k);
+        free(s->url);
+        free(s->method);
+        free(s);
+        return NULL;
+    }
     s->x.easy = make_easy(c, req, s->url, &s->resp, s->errbuf, k.token, &k.cert, &k.key, &s->hdrs);
     creds_free(&k);
     if (!s->x.easy) {
@@ -681,8 +736,16 @@ struct kn_stream *kn_client_stream(struct kn_client *c, const struct kn_request 
         curl_easy_setopt(s->x.easy, CURLOPT_TIMEOUT_MS, 0L);
         curl_easy_setopt(s->x.easy, CURLOPT_TCP_KEEPIDLE, 20L);
         curl_easy_setopt(s->x.easy, CURLOPT_TCP_KEEPINTVL, 4L);
+        s->stall_s = req->timeout_ms > 0 ? req->timeout_ms / 1e3 : 55;
+        s->last_byte = mono_s();
+        curl_easy_setopt(s->x.easy, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(s->x.easy, CURLOPT_XFERINFOFUNCTION, stream_progress);
+        curl_easy_setopt(s->x.easy, CURLOPT_XFERINFODATA, s);
+        /* the low-speed limit keeps libcurl's once-a-second timer running
+         * for the callback above even when nothing arrives; it is only a
+         * backstop itself */
         curl_easy_setopt(s->x.easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
-        curl_easy_setopt(s->x.easy, CURLOPT_LOW_SPEED_TIME, (long)(req->timeout_ms > 0 ? req->timeout_ms / 1000 : 55));
+        curl_easy_setopt(s->x.easy, CURLOPT_LOW_SPEED_TIME, (long)s->stall_s + 30);
     }
     s->x.done = stream_done;
     kn_loop_add(c->loop, &s->x);

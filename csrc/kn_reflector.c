@@ -554,6 +554,9 @@ static void watch_done(void *ud, int ok, long status, const char *body, size_t l
         return;
     }
     if (r->stream_error) {
+        /* a bad line after a healthy run is news, not a repeat: no doubled wait */
+        if (ran > 30 || r->watch_events > 0)
+            r->backoff = 0;
         back_off(r, do_watch, -1);
         return;
     }
@@ -588,6 +591,8 @@ static void watch_done(void *ud, int ok, long status, const char *body, size_t l
     report(r, "watch %s: %s", r->what, text);
     if (status == 429) /* too many requests: the version is fine, only wait */
         back_off(r, do_watch, resp->retry_after);
+    else if (status == 401) /* the credential is refreshed for the next request; the version is fine */
+        back_off(r, do_watch, -1);
     else
         back_off(r, r->o.raw ? do_watch : do_list, -1);
 }
@@ -644,7 +649,9 @@ static void halt(void *ud)
     pthread_mutex_lock(&r->mu);
     r->running = 0;
     pthread_mutex_unlock(&r->mu);
-    kn_queue_drop(r->q, r->id);
+    /* What is queued already happened to the store: it is still delivered,
+     * so handlers and cache agree after a stop and a start. clear() and
+     * free drop it. */
 }
 
 static void wipe(void *ud)
@@ -652,6 +659,7 @@ static void wipe(void *ud)
     struct kn_reflector *r = ud;
     int was_running = r->running;
     halt(r);
+    kn_queue_drop(r->q, r->id);
     if (r->store)
         kn_store_clear(r->store);
     if (r->pending)
@@ -748,6 +756,7 @@ void kn_reflector_free(struct kn_reflector *r)
     if (!r)
         return;
     kn_loop_call(r->loop, halt, r);
+    kn_queue_drop(r->q, r->id);
     kn_framer_free(&r->framer);
     if (r->store)
         kn_store_free(r->store);

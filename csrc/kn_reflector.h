@@ -49,8 +49,8 @@ struct kn_reflector *kn_reflector_new(struct kn_client *c, struct kn_queue *q, u
 void kn_reflector_free(struct kn_reflector *r);
 
 void kn_reflector_start(struct kn_reflector *r);
-/* After it returns, no event of this reflector is pushed, and the waiting
- * ones are dropped from the queue. The store keeps its objects. */
+/* After it returns, no event of this reflector is pushed; those already
+ * waiting are still delivered. The store keeps its objects. */
 void kn_reflector_stop(struct kn_reflector *r);
 /* Drops every cached object and waiting event; a running reflector relists. */
 void kn_reflector_clear(struct kn_reflector *r);

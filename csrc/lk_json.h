@@ -16,7 +16,7 @@
 
 /* Nesting deeper than this is refused both ways: it bounds the C recursion,
  * and it is how the encoder notices a cycle. */
-#define LK_JSON_MAX_DEPTH 1000
+#define LK_JSON_MAX_DEPTH 10100 /* as deep as the API server stores objects */
 
 /* Decodes s[0..len) and pushes the value: objects as plain tables, arrays as
  * tables with the array metatable, integers as Lua integers, null as the

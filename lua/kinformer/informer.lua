@@ -18,18 +18,26 @@ local late = {}          -- synthetic adds for handlers added after a sync (a FI
 local stop_requested = false
 local error_handler
 
+-- tostring that cannot raise (an error value's __tostring may)
+local function text(v)
+  local ok, s = pcall(tostring, v)
+  return ok and s or ("(an error value that cannot be shown: " .. tostring(s) .. ")")
+end
+
 local function default_error_handler(err, where)
   if errors.is(err) then
-    io.stderr:write(tostring(err), "\n") -- it names where already
+    io.stderr:write(text(err), "\n") -- it names where already
   else
-    io.stderr:write(("kinformer: %s: %s\n"):format(where, tostring(err)))
+    io.stderr:write(("kinformer: %s: %s\n"):format(where, text(err)))
   end
 end
 error_handler = default_error_handler
 
 local function report(err, where)
   local ok, e = pcall(error_handler, err, where)
-  if not ok then default_error_handler("on_error handler failed: " .. tostring(e), where) end
+  if not ok then
+    default_error_handler(("on_error handler failed: %s (while reporting: %s)"):format(text(e), text(err)), where)
+  end
 end
 
 -- ---- informer ----

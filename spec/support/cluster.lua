@@ -4,6 +4,10 @@ local M = {}
 
 M.dir = os.getenv("KINFORMER_CLUSTER_DIR") or ".cluster"
 
+-- How big the heavy specs are: "full" (default), or "small" where each step
+-- costs much more, as under valgrind (KINFORMER_SPEC_SCALE=small).
+M.scale = os.getenv("KINFORMER_SPEC_SCALE") == "small" and "small" or "full"
+
 local function read(path)
   local f = assert(io.open(path, "rb"))
   local s = f:read("a")

@@ -416,6 +416,11 @@ static int on_line(void *ud, const char *line, size_t len)
         set_rv(r, ev.rv);
         return 0;
     }
+    if (ev.type == KN_EV_MODIFIED) {
+        pthread_mutex_lock(&r->mu);
+        r->stats.modified++;
+        pthread_mutex_unlock(&r->mu);
+    }
     switch (ev.type) {
     case KN_EV_ADDED:
     case KN_EV_MODIFIED:

@@ -38,6 +38,7 @@ struct kn_reflector_stats {
     unsigned long reconnects;     /* watches started again after a failure */
     unsigned long stalls;         /* watches resumed after the stall limit (a quiet or dead stream) */
     unsigned long events;         /* watch events applied */
+    unsigned long modified;       /* of which MODIFIED, after the initial state */
     unsigned long errors;
 };
 

@@ -276,6 +276,7 @@ static int l_istats(lua_State *L)
     set_int(L, "reconnects", (lua_Integer)st.reconnects);
     set_int(L, "stalls", (lua_Integer)st.stalls);
     set_int(L, "events", (lua_Integer)st.events);
+    set_int(L, "modified", (lua_Integer)st.modified);
     set_int(L, "errors", (lua_Integer)st.errors);
     return 1;
 }

@@ -104,10 +104,9 @@ if want > 0 then
   if args.handler == "true" then
     while seen < want do kinformer.run{ timeout = 600 } end
   else
-    -- store only: no notifications at all; the core's event counter says when
-    local base = inf:stats().events
-    while inf:stats().events - base < want do kinformer.step(5) end
-    seen = inf:stats().events - base
+    -- store only: no notifications at all; the core's counter of MODIFIED events says when
+    while inf:stats().modified < want do kinformer.step(5) end
+    seen = inf:stats().modified
   end
   emit{ phase = "done", t = core.now() - t_sync, events = seen }
 end

@@ -34,6 +34,13 @@ struct kn_client {
     off_t file_size;
     ino_t file_ino;
 
+    /* when a byte last came on each connection (by socket), for the watches'
+     * stall limit: I/O thread only */
+    double *sock_last;
+    int sock_cap;
+    struct kn_stream *watches;     /* open watch streams, for the stall check: I/O thread only */
+    struct kn_timer *stall_timer;
+
     struct kn_exec_cred exec;
     int exec_valid;
     int stale;                 /* a stream got 401: refresh the credential */
@@ -172,7 +179,8 @@ void kn_client_free(struct kn_client *c)
 {
     if (!c)
         return;
-    kn_loop_free(c->loop);
+    kn_loop_free(c->loop); /* its timers (the stall check) go with it */
+    free(c->sock_last);
     curl_slist_free_all(c->connect_to);
     free(c->base);
     if (c->file_token)
@@ -607,20 +615,60 @@ struct kn_stream {
     double last_byte;          /* watches: when a byte last came */
     double stall_s;            /* watches: the silence that ends them; 0: none */
     int stalled;
+    struct kn_stream *next_watch;
 };
 
-/* The stall limit, timed from the last byte itself: libcurl's low-speed
- * limit starts its clock only once its averaged speed has dropped, seconds
- * after the last byte. libcurl calls this at least once a second. */
-static int stream_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+/* The connection a stream runs on: over HTTP/2 many watches share one, and
+ * a byte for any of them shows the connection alive. */
+static double *sock_slot(struct kn_client *c, CURL *easy)
 {
-    struct kn_stream *s = ud;
-    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
-    if (s->stall_s > 0 && mono_s() - s->last_byte >= s->stall_s) {
-        s->stalled = 1;
-        return 1;
+    curl_socket_t fd = CURL_SOCKET_BAD;
+    if (curl_easy_getinfo(easy, CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK || fd == CURL_SOCKET_BAD || fd < 0 ||
+        fd > 65535)
+        return NULL;
+    if (fd >= c->sock_cap) {
+        int cap = fd + 64;
+        double *t = realloc(c->sock_last, (size_t)cap * sizeof *t);
+        if (!t)
+            return NULL;
+        for (int i = c->sock_cap; i < cap; i++)
+            t[i] = 0;
+        c->sock_last = t;
+        c->sock_cap = cap;
     }
-    return 0;
+    return &c->sock_last[fd];
+}
+
+/* The stall check: every few seconds, on the I/O thread, a watch whose
+ * connection has sent no byte for its stall limit is ended (and then
+ * resumed by its reflector). Timed from the last byte itself, and per
+ * connection: a dead connection is silent for all its streams, while a quiet
+ * watch on a busy HTTP/2 connection is left alone. One timer for all
+ * watches, rather than libcurl's per-transfer low-speed timers, keeps an
+ * idle client idle. */
+#define STALL_CHECK_MS 2000
+
+static void stall_check(void *ud)
+{
+    struct kn_client *c = ud;
+    struct kn_stream *stalled[64];
+    int n = 0;
+    double now = mono_s();
+    c->stall_timer = NULL;
+    for (struct kn_stream *s = c->watches; s && n < 64; s = s->next_watch) {
+        double last = s->last_byte, *conn = sock_slot(c, s->x.easy);
+        if (conn && *conn > last)
+            last = *conn;
+        if (s->stall_s > 0 && now - last >= s->stall_s) {
+            s->stalled = 1;
+            stalled[n++] = s;
+        }
+    }
+    /* ended outside the walk: each end runs its reflector, which may open a new watch */
+    for (int i = 0; i < n; i++)
+        kn_stream_cancel(stalled[i]);
+    if (c->watches && !c->stall_timer)
+        c->stall_timer = kn_loop_after(c->loop, STALL_CHECK_MS, stall_check, c);
 }
 
 static size_t stream_body(char *p, size_t size, size_t n, void *ud)
@@ -628,7 +676,10 @@ static size_t stream_body(char *p, size_t size, size_t n, void *ud)
     struct kn_stream *s = ud;
     size_t len = size * n;
     long status = 0;
+    double *conn = sock_slot(s->c, s->x.easy);
     s->last_byte = mono_s();
+    if (conn)
+        *conn = s->last_byte;
     curl_easy_getinfo(s->x.easy, CURLINFO_RESPONSE_CODE, &status);
     /* Only a 2xx body is a stream; an error's body (a Status) is kept whole. */
     if (s->on_data && status >= 200 && status < 300) {
@@ -645,6 +696,11 @@ static void stream_done(struct kn_xfer *x, CURLcode rc)
 {
     struct kn_stream *s = (struct kn_stream *)x;
     struct kn_client *c = s->c;
+    for (struct kn_stream **p = &c->watches; *p; p = &(*p)->next_watch)
+        if (*p == s) {
+            *p = s->next_watch;
+            break;
+        }
     struct kn_err err = { 0, "", "" };
     long connects = 0;
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &s->resp.status);
@@ -738,14 +794,11 @@ struct kn_stream *kn_client_stream(struct kn_client *c, const struct kn_request 
         curl_easy_setopt(s->x.easy, CURLOPT_TCP_KEEPINTVL, 4L);
         s->stall_s = req->timeout_ms > 0 ? req->timeout_ms / 1e3 : 55;
         s->last_byte = mono_s();
-        curl_easy_setopt(s->x.easy, CURLOPT_NOPROGRESS, 0L);
-        curl_easy_setopt(s->x.easy, CURLOPT_XFERINFOFUNCTION, stream_progress);
-        curl_easy_setopt(s->x.easy, CURLOPT_XFERINFODATA, s);
-        /* the low-speed limit keeps libcurl's once-a-second timer running
-         * for the callback above even when nothing arrives; it is only a
-         * backstop itself */
-        curl_easy_setopt(s->x.easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
-        curl_easy_setopt(s->x.easy, CURLOPT_LOW_SPEED_TIME, (long)s->stall_s + 30);
+        /* watches are opened on the I/O thread (by reflectors), which owns this list */
+        s->next_watch = c->watches;
+        c->watches = s;
+        if (!c->stall_timer)
+            c->stall_timer = kn_loop_after(c->loop, STALL_CHECK_MS, stall_check, c);
     }
     s->x.done = stream_done;
     kn_loop_add(c->loop, &s->x);

@@ -82,9 +82,11 @@ static int run_timers(struct kn_loop *l)
         pthread_mutex_lock(&l->mu);
         t = l->timers;
         if (!t || t->at > now) {
-            int wait = t ? (int)((t->at - now) * 1e3) + 1 : 1000;
+            /* curl_multi_poll also wakes for libcurl's own timers and for
+             * kn_loop_after/add (curl_multi_wakeup): an idle loop sleeps */
+            int wait = t ? (int)((t->at - now) * 1e3) + 1 : 10000;
             pthread_mutex_unlock(&l->mu);
-            return wait < 1000 ? wait : 1000;
+            return wait < 10000 ? wait : 10000;
         }
         l->timers = t->next;
         pthread_mutex_unlock(&l->mu);

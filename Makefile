@@ -22,12 +22,12 @@ HDRS     := $(wildcard csrc/*.h)
 MODULE   := lua/kinformer/core.so
 
 DEB_PKGS := lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev libyaml-dev lua-busted lua-check \
-            luarocks pkg-config openssl curl ca-certificates gcc make
+            luarocks pkg-config openssl curl ca-certificates gcc make python3 strace clang valgrind
 
 export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;
 export LUA_CPATH := $(CURDIR)/lua/?.so;;
 
-.PHONY: all deps cluster cluster-down test test-c test-lua test-rock lint demo clean
+.PHONY: all deps cluster cluster-down test test-c test-lua test-rock lint demo clean bench bench-build bench-smoke
 
 all: $(MODULE)
 
@@ -64,6 +64,35 @@ build/ctest: spec/c/test_main.c $(wildcard spec/c/*.c spec/c/*.h) $(CORE_SRC) $(
 test-c: deps build/ctest
 	cd spec/c && ../../build/ctest
 
+# libFuzzer targets (clang), under AddressSanitizer and UndefinedBehaviorSanitizer: the watch framer and
+# event parser, list pages, kubeconfig files, exec credentials. `make fuzz` runs each for FUZZ_SECONDS
+# from the seeds in spec/fuzz/corpus/<target>/; what they find goes to build/fuzz/corpus-<target>/.
+.PHONY: fuzz fuzz-smoke test-valgrind
+FUZZ_TARGETS := watch list kubeconfig exec
+FUZZ_SECONDS ?= 300
+FUZZ_CC      ?= clang
+FUZZ_SRC     := csrc/kn_err.c csrc/kn_buf.c csrc/kn_base64.c csrc/kn_json.c csrc/kn_obj.c csrc/kn_watch.c \
+                csrc/kn_list.c csrc/kn_exec.c csrc/kn_config.c csrc/kn_kubeconfig.c
+FUZZ_LIBS    := $(shell pkg-config --libs yaml-0.1 2>/dev/null || echo -lyaml)
+# the kubeconfig target confines the files a fuzzed kubeconfig may name (see fuzz_kubeconfig.c)
+FUZZ_LDFLAGS_kubeconfig := -Wl,--wrap=fopen
+build/fuzz/fuzz_%: spec/fuzz/fuzz_%.c $(FUZZ_SRC) $(HDRS)
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) -g -O1 $(WARN) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
+	  -Icsrc $(PKG_CFLAGS) -o $@ $< $(FUZZ_SRC) $(FUZZ_LIBS) $(FUZZ_LDFLAGS_$*)
+
+fuzz: deps $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
+	spec/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# The short run of every target that `make test` does.
+fuzz-smoke: deps $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
+	spec/fuzz/run.sh 30 $(FUZZ_TARGETS)
+
+# The informer specs (churn at KINFORMER_SPEC_SCALE=small, clear, faults, misbehaving callbacks) under
+# valgrind memcheck, against a control plane of their own (so that make -j can run it beside the specs).
+test-valgrind: deps all
+	KINFORMER_CLUSTER_DIR=$(CURDIR)/build/valgrind-cluster spec/with_cluster.sh spec/valgrind/run.sh
+
 # Installs the rock with Debian's lua-cjson (no luarocks server) into a throwaway tree.
 test-rock: deps
 	spec/rock_install.sh
@@ -71,8 +100,9 @@ test-rock: deps
 test-lua: deps $(MODULE)
 	spec/run_specs.sh
 
-test: deps all lint test-c test-rock
-	spec/with_cluster.sh spec/run_specs.sh
+test: deps all lint test-c test-rock fuzz-smoke test-valgrind bench-build
+	spec/with_cluster.sh sh -c 'spec/run_specs.sh && python3 bench/run.py --smoke'
+
 
 # The namespace watch, while a second client creates and deletes namespace aaa: ADDED, MODIFIED (the
 # deletion starts), DELETED (the controller-manager has emptied it). Fails if the watch fails or times out.
@@ -87,6 +117,26 @@ demo: deps all cluster
 	wait $$w; rc=$$?; wait $$t; rm -f $$out; \
 	if [ $$rc = 0 ]; then echo "make demo: saw aaa come and go"; else echo "make demo: the watch failed" >&2; fi; \
 	exit $$rc
+
+# Benchmarks (bench/README.md). The peers build into caches outside the checkout.
+BENCH_CACHE := $(HOME)/.cache/kinformer
+CARGO       ?= $(shell command -v cargo 2>/dev/null || echo $(HOME)/.cargo/bin/cargo)
+GOENV       := GOTOOLCHAIN=local GOSUMDB=off GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0
+bench-build: deps all
+	cd bench/replay && $(GOENV) go build -trimpath -o ../bin/replay .
+	cd bench/peers/client-go && $(GOENV) go build -trimpath -o ../../bin/client-go-peer .
+	CARGO_TARGET_DIR=$(BENCH_CACHE)/cargo-target $(CARGO) build -q --release --locked \
+	  --manifest-path bench/peers/kube-rs/Cargo.toml
+	@venv=$(BENCH_CACHE)/bench-venv; req=bench/peers/python/requirements.txt; \
+	if ! cmp -s $$req $$venv/requirements.txt 2>/dev/null; then \
+	  rm -rf $$venv && python3 -m venv $$venv && $$venv/bin/pip install -q -r $$req && cp $$req $$venv/; fi
+
+bench: bench-build cluster
+	python3 bench/run.py
+
+# In make test: the harness builds and every peer and the replay server run a tiny workload.
+bench-smoke: bench-build
+	python3 bench/run.py --smoke
 
 clean:
 	rm -rf build $(MODULE)

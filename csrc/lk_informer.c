@@ -338,8 +338,6 @@ static int l_next_event(lua_State *L)
     if (ev->obj) {
         push_obj(L, ev->obj);
         lua_setfield(L, -2, "obj");
-        lua_pushstring(L, ev->obj->key);
-        lua_setfield(L, -2, "key");
     }
     if (ev->old) {
         push_obj(L, ev->old);

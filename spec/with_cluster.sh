@@ -11,5 +11,17 @@ down() { "$here/cluster/down.sh" "$KINFORMER_CLUSTER_DIR" >/dev/null 2>&1 || tru
 trap down EXIT
 trap 'exit 130' INT TERM
 
-"$here/cluster/up.sh" "$KINFORMER_CLUSTER_DIR" || { echo "with_cluster.sh: the test control plane did not start" >&2; exit 1; }
+# Free ports are picked before they are bound: on a busy machine another
+# process may take one first. A failed start cleans up after itself, so try
+# again a couple of times before giving up.
+started=0
+for attempt in 1 2 3; do
+  if "$here/cluster/up.sh" "$KINFORMER_CLUSTER_DIR"; then
+    started=1
+    break
+  fi
+  echo "with_cluster.sh: the test control plane did not start (attempt $attempt)" >&2
+  sleep 2
+done
+[ "$started" = 1 ] || { echo "with_cluster.sh: giving up" >&2; exit 1; }
 "$@"

@@ -259,7 +259,7 @@ end
 
 local function update_indexes(inf, ev)
   if next(inf._indexes) == nil then return end
-  local key = ev.key
+  local key = key_of(ev.obj)
   for name, ix in pairs(inf._indexes) do
     if ev.seq > ix.since then
       index_remove(ix, key)
@@ -298,10 +298,12 @@ local function dispatch_informer(inf, ev)
   update_indexes(inf, ev)
   for _, h in ipairs(inf._handlers) do
     if h.event == ev.type and not h.removed and ev.seq > h.skip_seq then
-      local where = ("%s handler of %s"):format(ev.type, describe(inf, ev.key))
-      if ev.type == "add" then call(h.fn, where, ev.obj)
-      elseif ev.type == "update" then call(h.fn, where, ev.old, ev.obj)
-      else call(h.fn, where, ev.obj, ev.final_state_unknown == true) end
+      -- the hot path: the "where" of an error is only spelled out when one happens
+      local ok, err
+      if ev.type == "add" then ok, err = pcall(h.fn, ev.obj)
+      elseif ev.type == "update" then ok, err = pcall(h.fn, ev.old, ev.obj)
+      else ok, err = pcall(h.fn, ev.obj, ev.final_state_unknown == true) end
+      if not ok then report(err, ("%s handler of %s"):format(ev.type, describe(inf, key_of(ev.obj)))) end
     end
   end
 end

@@ -235,7 +235,9 @@ def w4_breadth(cfg, names, P):
     rows = {}
     for name in names:
         argv = P[name](kc, "configmaps", None, 0, True, ["--all-resources", "--idle", str(cfg["w4_idle"])])
-        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=lua_env())
+        # stderr to a file: a peer that reports much (errors while idle) must not fill a pipe nobody reads
+        errf = tempfile.TemporaryFile(mode="w+")
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errf, text=True, env=lua_env())
         conns = None
         out_lines = []
         while True:
@@ -254,8 +256,11 @@ def w4_breadth(cfg, names, P):
                 phases[d["phase"]] = d
             except ValueError:
                 pass
+        errf.seek(0)
+        err_text = errf.read()
+        errf.close()
         if "idle" not in phases:
-            raise RuntimeError(f"{name} did not finish W4: {p.stderr.read()[-400:]}")
+            raise RuntimeError(f"{name} did not finish W4: {err_text[-400:]}")
         rows[name] = {"informers": phases["idle"]["informers"], "idle_cpu_s": phases["idle"]["cpu_s"],
                       "connections": conns}
         print(f"  W4 {name}: {rows[name]}", file=sys.stderr)

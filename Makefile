@@ -27,7 +27,7 @@ DEB_PKGS := lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev libyaml-dev lua-
 export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;
 export LUA_CPATH := $(CURDIR)/lua/?.so;;
 
-.PHONY: all deps cluster cluster-down test test-c test-lua test-rock lint demo clean bench bench-build bench-smoke
+.PHONY: all deps cluster cluster-down test test-c test-lua test-rock lint demo clean bench bench-build bench-smoke soak
 
 all: $(MODULE)
 
@@ -117,6 +117,10 @@ demo: deps all cluster
 	wait $$w; rc=$$?; wait $$t; rm -f $$out; \
 	if [ $$rc = 0 ]; then echo "make demo: saw aaa come and go"; else echo "make demo: the watch failed" >&2; fi; \
 	exit $$rc
+
+# A long churn with RSS sampled every 10 s (not in make test): SOAK_SECONDS (default 1800), SOAK_RATE.
+soak: deps all
+	KINFORMER_CLUSTER_DIR=$(CURDIR)/build/soak-cluster spec/with_cluster.sh lua5.4 spec/soak/soak.lua
 
 # Benchmarks (bench/README.md). The peers build into caches outside the checkout.
 BENCH_CACHE := $(HOME)/.cache/kinformer

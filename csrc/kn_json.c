@@ -304,18 +304,9 @@ static unsigned hex4(const char *s)
     return (unsigned)(hexval(s[0]) << 12 | hexval(s[1]) << 8 | hexval(s[2]) << 4 | hexval(s[3]));
 }
 
-char *kn_json_string(const struct kn_json *j, int idx, size_t *len)
+size_t kn_json_unescape(const char *s, const char *e, char *out)
 {
-    const char *s, *e;
-    char *out, *o;
-    if (idx < 0 || idx >= j->n || j->tok[idx].type != KN_J_STRING)
-        return NULL;
-    s = j->text + j->tok[idx].start;
-    e = j->text + j->tok[idx].end;
-    /* Escapes never expand: \uXXXX (6 bytes) is at most 4 bytes of UTF-8. */
-    out = o = malloc((size_t)(e - s) + 1);
-    if (!out)
-        return NULL;
+    char *o = out;
     while (s < e) {
         if (*s != '\\') {
             *o++ = *s++;
@@ -346,9 +337,26 @@ char *kn_json_string(const struct kn_json *j, int idx, size_t *len)
         default: *o++ = s[-1]; break; /* " \ / */
         }
     }
-    *o = '\0';
+    return (size_t)(o - out);
+}
+
+char *kn_json_string(const struct kn_json *j, int idx, size_t *len)
+{
+    const char *s, *e;
+    char *out;
+    size_t n;
+    if (idx < 0 || idx >= j->n || j->tok[idx].type != KN_J_STRING)
+        return NULL;
+    s = j->text + j->tok[idx].start;
+    e = j->text + j->tok[idx].end;
+    /* Escapes never expand: \uXXXX (6 bytes) is at most 4 bytes of UTF-8. */
+    out = malloc((size_t)(e - s) + 1);
+    if (!out)
+        return NULL;
+    n = kn_json_unescape(s, e, out);
+    out[n] = '\0';
     if (len)
-        *len = (size_t)(o - out);
+        *len = n;
     return out;
 }
 

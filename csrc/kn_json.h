@@ -36,6 +36,10 @@ int kn_json_path(const struct kn_json *j, int obj, const char *path);
 /* The unescaped text of the string at idx as a malloc'd C string (NULL if idx
  * is not a string, or on ENOMEM). *len gets its length when len is not NULL. */
 char *kn_json_string(const struct kn_json *j, int idx, size_t *len);
+/* Unescapes the body of a string the tokenizer accepted (between its quotes)
+ * into out, which needs e - s bytes (escapes never expand); returns the
+ * length. \uXXXX and surrogate pairs become UTF-8, a lone surrogate U+FFFD. */
+size_t kn_json_unescape(const char *s, const char *e, char *out);
 /* Whether the string token at idx equals s, without allocating. */
 int kn_json_streq(const struct kn_json *j, int idx, const char *s);
 

@@ -4,6 +4,7 @@
  * memory), and a raise must never jump over a caller's C resources. Scratch
  * memory lives in userdata on the protected call's stack, so the Lua GC
  * reclaims it whatever happens. */
+#include "kn_json.h"
 #include "lk_json.h"
 
 #include <lauxlib.h>
@@ -89,67 +90,11 @@ static int hexval(char c)
     return -1;
 }
 
-static unsigned hex4(const char *s)
-{
-    return (unsigned)(hexval(s[0]) << 12 | hexval(s[1]) << 8 | hexval(s[2]) << 4 | hexval(s[3]));
-}
-
-static char *put_utf8(char *p, unsigned cp)
-{
-    if (cp < 0x80) {
-        *p++ = (char)cp;
-    } else if (cp < 0x800) {
-        *p++ = (char)(0xC0 | cp >> 6);
-        *p++ = (char)(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        *p++ = (char)(0xE0 | cp >> 12);
-        *p++ = (char)(0x80 | (cp >> 6 & 0x3F));
-        *p++ = (char)(0x80 | (cp & 0x3F));
-    } else {
-        *p++ = (char)(0xF0 | cp >> 18);
-        *p++ = (char)(0x80 | (cp >> 12 & 0x3F));
-        *p++ = (char)(0x80 | (cp >> 6 & 0x3F));
-        *p++ = (char)(0x80 | (cp & 0x3F));
-    }
-    return p;
-}
-
-/* Escapes were validated by the scan, and never expand: \uXXXX (6 bytes) is at
- * most 3 bytes of UTF-8, a surrogate pair (12) is 4. */
+/* Escapes were validated by the scan; the core unescapes them (into at most
+ * as many bytes as the escaped text). */
 static void unescape(const char *s, const char *e, char *o, size_t *outlen)
 {
-    char *start = o;
-    while (s < e) {
-        if (*s != '\\') {
-            *o++ = *s++;
-            continue;
-        }
-        s++;
-        switch (*s++) {
-        case 'b': *o++ = '\b'; break;
-        case 'f': *o++ = '\f'; break;
-        case 'n': *o++ = '\n'; break;
-        case 'r': *o++ = '\r'; break;
-        case 't': *o++ = '\t'; break;
-        case 'u': {
-            unsigned cp = hex4(s);
-            s += 4;
-            if (cp >= 0xD800 && cp < 0xDC00 && e - s >= 6 && s[0] == '\\' && s[1] == 'u') {
-                unsigned lo = hex4(s + 2);
-                if (lo >= 0xDC00 && lo < 0xE000) {
-                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                    s += 6;
-                }
-            }
-            if (cp >= 0xD800 && cp < 0xE000)
-                cp = 0xFFFD; /* a lone surrogate has no UTF-8 form */
-            o = put_utf8(o, cp);
-            break;
-        }
-        default: *o++ = s[-1]; break; /* " \ / */
-        }
-    }
-    *outlen = (size_t)(o - start);
+    *outlen = kn_json_unescape(s, e, o);
 }
 
 static int dec_string(struct dec *d)

@@ -387,6 +387,12 @@ static int load_cluster(struct entry *e, struct kn_config *c, struct kn_err *err
     if (strncmp(s, "https://", 8) != 0 && strncmp(s, "http://", 7) != 0)
         return kn_err_set(err, 0, "Config", "kubeconfig %s:%lu: %s: server \"%s\" must start with https://",
                           e->file->path, line_of(map_get(e->file, e->map, "server")), what, s);
+    {
+        const char *host = strstr(s, "://") + 3;
+        if (!*host || *host == '/' || *host == '?' || *host == '#' || *host == ':')
+            return kn_err_set(err, 0, "Config", "kubeconfig %s:%lu: %s: server \"%s\" has no host",
+                              e->file->path, line_of(map_get(e->file, e->map, "server")), what, s);
+    }
     c->server = kn_strdup(s);
     while (c->server[0] && c->server[strlen(c->server) - 1] == '/')
         c->server[strlen(c->server) - 1] = '\0';

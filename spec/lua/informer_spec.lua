@@ -35,8 +35,11 @@ kinformer.on_error(function(err, where) errors_seen[#errors_seen + 1] = { err = 
 local admin
 setup(function() admin = must(kinformer.client{ kubeconfig = cluster.kubeconfig, qps = 1000, burst = 1000 }) end)
 
+-- a counter in every name: random suffixes alone can repeat within a run
+local ns_count = 0
 local function make_ns(s)
-  local ns = name(s)
+  ns_count = ns_count + 1
+  local ns = name(s .. "-" .. ns_count)
   must(admin:create("namespaces", { metadata = { name = ns } }))
   return ns
 end

@@ -44,8 +44,11 @@ local admin
 setup(function() admin = must(kinformer.client{ kubeconfig = cluster.kubeconfig, qps = 1000, burst = 1000 }) end)
 teardown(function() cluster.cleanup() end)
 
+-- a counter in every name: random suffixes alone can repeat within a run
+local ns_count = 0
 local function make_ns(s)
-  local ns = name(s)
+  ns_count = ns_count + 1
+  local ns = name(s .. "-" .. ns_count)
   must(admin:create("namespaces", { metadata = { name = ns } }))
   return ns
 end

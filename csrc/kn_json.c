@@ -65,7 +65,7 @@ static int parse_string(struct parser *p)
     t = new_tok(p, KN_J_STRING);
     if (t < 0)
         return -1;
-    while (p->pos < p->len) {
+    while ((p->pos = kn_json_plain_run(p->s, p->pos, p->len)) < p->len) {
         unsigned char c = (unsigned char)p->s[p->pos];
         if (c == '"') {
             p->j->tok[t].end = p->pos++;

@@ -104,10 +104,10 @@ static int dec_string(struct dec *d)
     int escaped = 0;
     for (;;) {
         unsigned char c = 0;
-        while (i < d->len && (c = (unsigned char)s[i]) >= 0x20 && c != '"' && c != '\\')
-            i++;
+        i = kn_json_plain_run(s, i, d->len);
         if (i >= d->len)
             break;
+        c = (unsigned char)s[i];
         if (c == '"') {
             d->pos = i + 1;
             if (!escaped) {
@@ -243,29 +243,63 @@ static int dec_word(struct dec *d, const char *word, size_t n)
 
 static int dec_value(struct dec *d, int depth);
 
-/* Each level holds its table (and an object its key) on the Lua stack, hence
- * the lua_checkstack; the depth limit keeps that and the C stack small. */
+/* Members wait on the Lua stack until their container ends, so that its
+ * table is created at its final size: filling a table key by key rehashes it
+ * log2(n) times, which was a third of the cost of decoding an object. At most
+ * FLUSH_AT members wait per level, and the depth limit bounds the levels, so
+ * the Lua stack (checked) and the C stack stay small. */
+#define FLUSH_AT 1024
+
+/* Moves the n items waiting above the slot at base into the table there,
+ * creating the table (sized for them) while the slot still holds nil. */
+static void dec_flush(struct dec *d, int base, int object, int n, lua_Integer *next_index)
+{
+    lua_State *L = d->L;
+    if (lua_isnil(L, base)) {
+        lua_createtable(L, object ? 0 : n, object ? n : 0);
+        if (!object) {
+            lua_pushvalue(L, d->mt_idx);
+            lua_setmetatable(L, -2);
+        }
+        lua_replace(L, base);
+    }
+    for (int i = 0; i < n; i++) {
+        if (object) {
+            lua_pushvalue(L, base + 1 + 2 * i);
+            lua_pushvalue(L, base + 2 + 2 * i);
+            lua_rawset(L, base); /* a repeated name: the last one wins, as in cjson and Go */
+        } else {
+            lua_pushvalue(L, base + 1 + i);
+            lua_rawseti(L, base, ++*next_index);
+        }
+    }
+    lua_settop(L, base);
+}
+
 static int dec_container(struct dec *d, int depth, int object)
 {
     lua_State *L = d->L;
     char close = object ? '}' : ']';
-    lua_Integer n = 0;
+    lua_Integer next_index = 0;
+    int base, n = 0;
     if (depth >= LK_JSON_MAX_DEPTH)
         return dfail(d, "nesting too deep");
-    if (!lua_checkstack(L, 4))
+    if (!lua_checkstack(L, 2 * FLUSH_AT + 8))
         return dfail(d, "nesting too deep for the Lua stack");
-    lua_newtable(L);
-    if (!object) {
-        lua_pushvalue(L, d->mt_idx);
-        lua_setmetatable(L, -2);
-    }
+    lua_pushnil(L); /* the table's slot */
+    base = lua_gettop(L);
     d->pos++;
     skip_ws(d);
     if (d->pos < d->len && d->s[d->pos] == close) {
         d->pos++;
+        dec_flush(d, base, object, 0, &next_index);
         return 0;
     }
     for (;;) {
+        if (n == FLUSH_AT) {
+            dec_flush(d, base, object, n, &next_index);
+            n = 0;
+        }
         if (object) {
             skip_ws(d);
             if (d->pos >= d->len || d->s[d->pos] != '"')
@@ -279,10 +313,7 @@ static int dec_container(struct dec *d, int depth, int object)
         }
         if (dec_value(d, depth + 1) < 0)
             return -1;
-        if (object)
-            lua_rawset(L, -3); /* a repeated name: the last one wins, as in cjson and Go */
-        else
-            lua_rawseti(L, -2, ++n);
+        n++;
         skip_ws(d);
         if (d->pos < d->len && d->s[d->pos] == ',') {
             d->pos++;
@@ -290,6 +321,7 @@ static int dec_container(struct dec *d, int depth, int object)
         }
         if (d->pos < d->len && d->s[d->pos] == close) {
             d->pos++;
+            dec_flush(d, base, object, n, &next_index);
             return 0;
         }
         return dfail(d, object ? "expected ',' or '}'" : "expected ',' or ']'");

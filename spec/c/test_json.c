@@ -298,8 +298,34 @@ static void test_quote(void)
     kn_buf_free(&b);
 }
 
+/* kn_json_plain_run reads eight bytes at a time: every stop byte at every
+ * offset and alignment, next to bytes that must not stop it (0x20, 0x7f and
+ * the bytes with the high bit set, which a borrow in the word trick could
+ * confuse), in a buffer of exactly len bytes so ASan sees a read past it. */
+static void test_plain_run(void)
+{
+    static const unsigned char stops[] = { '"', '\\', 0x00, 0x1f, 0x0a };
+    static const unsigned char fill[] = { 'a', 0x20, 0x7f, 0x80, 0xff, 0x21, 0x5b, 0x5d, 0xe2 };
+    for (size_t len = 0; len <= 24; len++)
+        for (size_t f = 0; f < sizeof fill; f++)
+            for (size_t at = 0; at <= len; at++) /* at == len: no stop byte */
+                for (size_t k = 0; k < (at < len ? sizeof stops : 1); k++)
+                    for (size_t from = 0; from <= at; from += 3) {
+                        unsigned char *b = malloc(len ? len : 1);
+                        size_t got;
+                        memset(b, fill[f], len);
+                        if (at < len)
+                            b[at] = stops[k];
+                        got = kn_json_plain_run((const char *)b, from, len);
+                        CHECK_MSG(got == at, "plain_run len %zu fill %02x stop %02x at %zu from %zu: got %zu", len,
+                                  fill[f], at < len ? stops[k] : 0, at, from, got);
+                        free(b);
+                    }
+}
+
 void test_json(void)
 {
+    test_plain_run();
     test_nested();
     test_unicode();
     test_numbers();

@@ -186,6 +186,26 @@ describe("core.json_decode and core.json_encode", function()
       assert.are.equal('{"a":2}', roundtrip('{"a":1,"a":2}'))
     end)
 
+    -- members wait on the Lua stack and move into their table 1024 at a time
+    it("reads objects and arrays of thousands of members, in order, last name winning", function()
+      local parts, keys = {}, {}
+      for i = 1, 5000 do parts[i] = tostring(i) end
+      local arr = decode("[" .. table.concat(parts, ",") .. "]")
+      assert.are.equal(5000, #arr)
+      for i = 1, 5000 do assert.are.equal(i, arr[i]) end
+      for i = 1, 3000 do keys[i] = ('"k%d":%d'):format(i, i) end
+      keys[#keys + 1] = '"k1":"last"'    -- repeated after two flushes
+      keys[#keys + 1] = '"k1500":"late"' -- first seen in the second batch
+      local obj = decode("{" .. table.concat(keys, ",") .. "}")
+      local n = 0
+      for _ in pairs(obj) do n = n + 1 end
+      assert.are.equal(3000, n)
+      assert.are.equal("last", obj.k1)
+      assert.are.equal("late", obj.k1500)
+      assert.are.equal(3000, obj.k3000)
+      assert.are.equal(1025, obj.k1025)
+    end)
+
     it("accepts nesting up to 10100 levels (the API server stores objects 10,000 deep)", function()
       local s = ("["):rep(10100) .. ("]"):rep(10100)
       assert.are.equal(s, roundtrip(s))

@@ -5,15 +5,25 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-struct kn_queue {
-    int refs;
-    pthread_mutex_t mu;
+/* Two lists: the I/O thread appends to `in` under mu; the Lua thread takes
+ * the whole of `in` at once into `out` and pops from there under cmu, which
+ * the I/O thread never takes. One lock handoff per batch instead of one per
+ * event: locking both sides for every event made the threads wake each other
+ * (futex) for a good part of an event's cost. Lock order: cmu, then mu. */
+struct list {
     struct kn_qevent *head, *tail;
     size_t len;
-    int efd;       /* readable while len > 0 */
+};
+
+struct kn_queue {
+    int refs;
+    pthread_mutex_t mu, cmu;
+    struct list in, out; /* in: under mu; out: under cmu */
+    int efd;             /* readable while either list holds events */
 };
 
 struct kn_queue *kn_queue_new(void)
@@ -28,6 +38,7 @@ struct kn_queue *kn_queue_new(void)
     }
     q->refs = 1;
     pthread_mutex_init(&q->mu, NULL);
+    pthread_mutex_init(&q->cmu, NULL);
     return q;
 }
 
@@ -42,12 +53,14 @@ void kn_queue_unref(struct kn_queue *q)
     struct kn_qevent *ev, *next;
     if (!q || __atomic_sub_fetch(&q->refs, 1, __ATOMIC_ACQ_REL) > 0)
         return;
-    for (ev = q->head; ev; ev = next) {
-        next = ev->next;
-        kn_qevent_free(ev);
-    }
+    for (int i = 0; i < 2; i++)
+        for (ev = i ? q->in.head : q->out.head; ev; ev = next) {
+            next = ev->next;
+            kn_qevent_free(ev);
+        }
     close(q->efd);
     pthread_mutex_destroy(&q->mu);
+    pthread_mutex_destroy(&q->cmu);
     free(q);
 }
 
@@ -88,30 +101,41 @@ void kn_queue_push(struct kn_queue *q, struct kn_qevent *ev)
 {
     ev->next = NULL;
     pthread_mutex_lock(&q->mu);
-    if (q->tail)
-        q->tail->next = ev;
+    if (q->in.tail)
+        q->in.tail->next = ev;
     else
-        q->head = ev;
-    q->tail = ev;
-    if (q->len++ == 0)
-        signal_fd(q, 1);
+        q->in.head = ev;
+    q->in.tail = ev;
+    if (q->in.len++ == 0)
+        signal_fd(q, 1); /* may be on already (out not empty): harmless */
     pthread_mutex_unlock(&q->mu);
 }
 
 struct kn_qevent *kn_queue_pop(struct kn_queue *q)
 {
     struct kn_qevent *ev;
-    pthread_mutex_lock(&q->mu);
-    ev = q->head;
-    if (ev) {
-        q->head = ev->next;
-        if (!q->head)
-            q->tail = NULL;
-        if (--q->len == 0)
-            signal_fd(q, 0);
-        ev->next = NULL;
+    pthread_mutex_lock(&q->cmu);
+    if (!q->out.head) {
+        pthread_mutex_lock(&q->mu);
+        q->out = q->in;
+        memset(&q->in, 0, sizeof q->in);
+        pthread_mutex_unlock(&q->mu);
     }
-    pthread_mutex_unlock(&q->mu);
+    ev = q->out.head;
+    if (ev) {
+        q->out.head = ev->next;
+        if (!q->out.head)
+            q->out.tail = NULL;
+        q->out.len--;
+        ev->next = NULL;
+        if (!q->out.head) { /* the last of the batch: off unless more came in */
+            pthread_mutex_lock(&q->mu);
+            if (!q->in.head)
+                signal_fd(q, 0);
+            pthread_mutex_unlock(&q->mu);
+        }
+    }
+    pthread_mutex_unlock(&q->cmu);
     return ev;
 }
 
@@ -125,27 +149,36 @@ int kn_queue_wait(struct kn_queue *q, int timeout_ms)
     return rc > 0;
 }
 
-void kn_queue_drop(struct kn_queue *q, unsigned long source)
+/* Unlinks l's events of source onto *dropped. */
+static void drop_from(struct list *l, unsigned long source, struct kn_qevent **dropped)
 {
-    struct kn_qevent **p, *dropped = NULL;
-    pthread_mutex_lock(&q->mu);
-    for (p = &q->head; *p;) {
+    struct kn_qevent **p;
+    l->tail = NULL;
+    for (p = &l->head; *p;) {
         struct kn_qevent *ev = *p;
         if (ev->source == source) {
             *p = ev->next;
-            ev->next = dropped;
-            dropped = ev;
-            q->len--;
+            ev->next = *dropped;
+            *dropped = ev;
+            l->len--;
         } else {
+            l->tail = ev;
             p = &ev->next;
         }
     }
-    q->tail = NULL;
-    for (struct kn_qevent *ev = q->head; ev; ev = ev->next)
-        q->tail = ev;
-    if (q->len == 0 && dropped)
+}
+
+void kn_queue_drop(struct kn_queue *q, unsigned long source)
+{
+    struct kn_qevent *dropped = NULL;
+    pthread_mutex_lock(&q->cmu);
+    pthread_mutex_lock(&q->mu);
+    drop_from(&q->out, source, &dropped);
+    drop_from(&q->in, source, &dropped);
+    if (!q->in.head && !q->out.head && dropped)
         signal_fd(q, 0);
     pthread_mutex_unlock(&q->mu);
+    pthread_mutex_unlock(&q->cmu);
     while (dropped) {
         struct kn_qevent *next = dropped->next;
         kn_qevent_free(dropped);
@@ -156,13 +189,16 @@ void kn_queue_drop(struct kn_queue *q, unsigned long source)
 size_t kn_queue_length(struct kn_queue *q, unsigned long source)
 {
     size_t n = 0;
+    pthread_mutex_lock(&q->cmu);
     pthread_mutex_lock(&q->mu);
     if (!source)
-        n = q->len;
+        n = q->in.len + q->out.len;
     else
-        for (struct kn_qevent *ev = q->head; ev; ev = ev->next)
-            n += ev->source == source;
+        for (int i = 0; i < 2; i++)
+            for (struct kn_qevent *ev = i ? q->in.head : q->out.head; ev; ev = ev->next)
+                n += ev->source == source;
     pthread_mutex_unlock(&q->mu);
+    pthread_mutex_unlock(&q->cmu);
     return n;
 }
 

@@ -208,6 +208,8 @@ int kn_exec_run(const struct kn_config *cfg, int timeout_ms, struct kn_exec_cred
     char **env = NULL, **argv = NULL, *info = NULL;
     int fds[2] = { -1, -1 }, rc = -1, status = 0, timed_out = 0;
     posix_spawn_file_actions_t fa;
+    posix_spawnattr_t sa;
+    sigset_t none, dfl;
     struct kn_buf outb = {0};
     pid_t pid;
     double deadline;
@@ -246,7 +248,17 @@ int kn_exec_run(const struct kn_config *cfg, int timeout_ms, struct kn_exec_cred
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
-    rc = posix_spawnp(&pid, ex->command, &fa, NULL, argv, env);
+    /* The plugin may start from the I/O thread, which blocks every signal:
+     * the child gets an empty mask, and SIGPIPE as a fresh process has it. */
+    posix_spawnattr_init(&sa);
+    sigemptyset(&none);
+    sigemptyset(&dfl);
+    sigaddset(&dfl, SIGPIPE);
+    posix_spawnattr_setsigmask(&sa, &none);
+    posix_spawnattr_setsigdefault(&sa, &dfl);
+    posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    rc = posix_spawnp(&pid, ex->command, &fa, &sa, argv, env);
+    posix_spawnattr_destroy(&sa);
     posix_spawn_file_actions_destroy(&fa);
     close(fds[1]);
     fds[1] = -1;

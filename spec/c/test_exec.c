@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -392,6 +394,28 @@ static void test_run(const char *dir)
     CHECK(kn_exec_run(&cfg, 5000, &out, &err) == -1);
     CHECK(now_ms() - t0 < 4000);
     CHECK(out.token == NULL);
+    free(s);
+
+    /* Started with every signal blocked (as on the I/O thread), the plugin
+     * still gets an empty mask: its token is its own SigBlk line. */
+    ex.command = s = t_write(dir, "bin/sigmask.sh",
+                             "#!/bin/sh\n"
+                             "m=$(sed -n 's/^SigBlk:[[:space:]]*//p' /proc/self/status)\n"
+                             "echo '{\"apiVersion\":\"" V1 "\",\"kind\":\"ExecCredential\",'\n"
+                             "echo '\"status\":{\"token\":\"'\"mask-$m\"'\"}}'\n",
+                             0755);
+    memset(&err, 0, sizeof err);
+    {
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        CHECK(kn_exec_run(&cfg, 5000, &out, &err) == 0);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    if (err.msg[0])
+        fprintf(stderr, "  %s\n", err.msg);
+    CHECK_STR(out.token, "mask-0000000000000000");
+    kn_exec_cred_clear(&out);
     free(s);
 
     /* No child left behind, no descriptor leaked. */

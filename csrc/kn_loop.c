@@ -1,6 +1,7 @@
 #include "kn_loop.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -46,7 +47,11 @@ struct kn_timer *kn_loop_after(struct kn_loop *l, long delay_ms, kn_loop_fn fn, 
     t->next = *p;
     *p = t;
     pthread_mutex_unlock(&l->mu);
-    curl_multi_wakeup(l->multi);
+    /* On the I/O thread (a timer or a transfer rescheduling itself) the loop
+     * computes its next wait after this anyway; waking it would only cost an
+     * idle pass over every transfer. */
+    if (!kn_loop_on_thread(l))
+        curl_multi_wakeup(l->multi);
     return t;
 }
 
@@ -154,13 +159,23 @@ static void finish(struct kn_loop *l, struct kn_xfer *x, CURLcode rc)
     x->done(x, rc);
 }
 
+/* Whether libcurl has work now: its own timer is due (it also expires a
+ * transfer at once when data already read waits in TLS or HTTP/2 buffers). */
+static int curl_due(struct kn_loop *l)
+{
+    long ms = -1;
+    curl_multi_timeout(l->multi, &ms);
+    return ms == 0;
+}
+
 static void *run(void *arg)
 {
     struct kn_loop *l = arg;
+    int work = 1; /* a socket had events, or transfers came or went */
     for (;;) {
         struct kn_xfer *x;
         struct CURLMsg *msg;
-        int running, left;
+        int running, left, numfds = 0;
 
         run_timers(l);
         pthread_mutex_lock(&l->mu);
@@ -168,6 +183,7 @@ static void *run(void *arg)
             pthread_mutex_unlock(&l->mu);
             break;
         }
+        work |= l->queued || l->cancels;
         while ((x = l->queued)) {
             l->queued = x->next;
             x->state = ACTIVE;
@@ -189,15 +205,22 @@ static void *run(void *arg)
             finish(l, x, CURLE_ABORTED_BY_CALLBACK);
         }
 
-        curl_multi_perform(l->multi, &running);
-        while ((msg = curl_multi_info_read(l->multi, &left))) {
-            if (msg->msg == CURLMSG_DONE) {
-                char *p = NULL;
-                curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &p);
-                finish(l, (struct kn_xfer *)p, msg->data.result);
+        /* curl_multi_perform visits every transfer: with 60 watches on one
+         * connection, a wake for one of our own timers (the stall check)
+         * that also ran it cost more than everything else while idle. */
+        if (work || curl_due(l)) {
+            curl_multi_perform(l->multi, &running);
+            while ((msg = curl_multi_info_read(l->multi, &left))) {
+                if (msg->msg == CURLMSG_DONE) {
+                    char *p = NULL;
+                    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &p);
+                    finish(l, (struct kn_xfer *)p, msg->data.result);
+                }
             }
         }
-        curl_multi_poll(l->multi, NULL, 0, run_timers(l), NULL);
+        /* numfds counts sockets with events, not curl_multi_wakeup's */
+        curl_multi_poll(l->multi, NULL, 0, run_timers(l), &numfds);
+        work = numfds > 0;
     }
     /* Stopping: everything still queued or running ends as aborted. */
     for (;;) {
@@ -244,7 +267,16 @@ struct kn_loop *kn_loop_new(struct kn_err *err)
     curl_multi_setopt(l->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);
-    if (pthread_create(&l->thread, NULL, run, l) != 0) {
+    /* The I/O thread takes no signals: they go to the Lua thread, whose wait
+     * a signal ends (lua.c's Ctrl-C handler then raises in Lua). The new
+     * thread inherits the mask that is in force while it is created. */
+    sigset_t all, old;
+    int created;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    created = pthread_create(&l->thread, NULL, run, l) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!created) {
         curl_multi_cleanup(l->multi);
         pthread_mutex_destroy(&l->mu);
         pthread_cond_destroy(&l->cv);

@@ -143,9 +143,10 @@ int kn_queue_wait(struct kn_queue *q, int timeout_ms)
 {
     struct pollfd p = { q->efd, POLLIN, 0 };
     int rc;
-    do
-        rc = poll(&p, 1, timeout_ms);
-    while (rc < 0 && errno == EINTR);
+    /* A signal ends the wait (EINTR: nothing waits): the caller returns to
+     * Lua, where lua.c's SIGINT hook raises "interrupted!" at once instead
+     * of after the whole timeout. */
+    rc = poll(&p, 1, timeout_ms);
     return rc > 0;
 }
 

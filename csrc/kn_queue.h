@@ -38,7 +38,8 @@ void kn_queue_unref(struct kn_queue *q);
 void kn_queue_push(struct kn_queue *q, struct kn_qevent *ev);
 /* The oldest event (the caller frees it with kn_qevent_free), or NULL. */
 struct kn_qevent *kn_queue_pop(struct kn_queue *q);
-/* Waits up to timeout_ms (-1: forever) for an event; 1 if one waits. */
+/* Waits up to timeout_ms (-1: forever) for an event; 1 if one waits, 0 on
+ * timeout or when a signal interrupted the wait. */
 int kn_queue_wait(struct kn_queue *q, int timeout_ms);
 /* Drops the waiting events of one source (a stopped or cleared informer). */
 void kn_queue_drop(struct kn_queue *q, unsigned long source);

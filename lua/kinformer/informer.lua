@@ -358,12 +358,13 @@ function M.run(opts)
   local deadline = opts.timeout and (monotonic() + opts.timeout)
   -- a stop() asked for before run (or in a callback of an earlier step) ends it at once
   while not stop_requested do
-    -- callbacks run only inside step, so a long wait never delays a stop()
-    local wait = 1000
+    -- callbacks run only inside step, so a long wait never delays a stop();
+    -- a signal (Ctrl-C) ends the wait early; an idle script wakes once a minute
+    local wait = 60000
     if deadline then
       local left = deadline - monotonic()
       if left <= 0 then return false end
-      wait = math.max(1, math.min(1000, math.floor(left * 1000)))
+      wait = math.max(1, math.min(wait, math.floor(left * 1000)))
     end
     M.step(wait)
   end

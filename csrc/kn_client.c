@@ -615,17 +615,25 @@ struct kn_stream {
     double last_byte;          /* watches: when a byte last came */
     double stall_s;            /* watches: the silence that ends them; 0: none */
     int stalled;
+    curl_socket_t sock;        /* its connection, once known (a transfer keeps it) */
     struct kn_stream *next_watch;
 };
 
 /* The connection a stream runs on: over HTTP/2 many watches share one, and
  * a byte for any of them shows the connection alive. */
-static double *sock_slot(struct kn_client *c, CURL *easy)
+static double *sock_slot(struct kn_stream *s)
 {
-    curl_socket_t fd = CURL_SOCKET_BAD;
-    if (curl_easy_getinfo(easy, CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK || fd == CURL_SOCKET_BAD || fd < 0 ||
-        fd > 65535)
-        return NULL;
+    struct kn_client *c = s->c;
+    curl_socket_t fd = s->sock;
+    /* Asked once per transfer: CURLINFO_ACTIVESOCKET costs a poll() of the
+     * socket, and asking on every chunk and every check was most of what an
+     * idle client with 60 watches spent. */
+    if (fd == CURL_SOCKET_BAD) {
+        if (curl_easy_getinfo(s->x.easy, CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK || fd == CURL_SOCKET_BAD || fd < 0 ||
+            fd > 65535)
+            return NULL;
+        s->sock = fd;
+    }
     if (fd >= c->sock_cap) {
         int cap = fd + 64;
         double *t = realloc(c->sock_last, (size_t)cap * sizeof *t);
@@ -656,7 +664,7 @@ static void stall_check(void *ud)
     double now = mono_s();
     c->stall_timer = NULL;
     for (struct kn_stream *s = c->watches; s && n < 64; s = s->next_watch) {
-        double last = s->last_byte, *conn = sock_slot(c, s->x.easy);
+        double last = s->last_byte, *conn = sock_slot(s);
         if (conn && *conn > last)
             last = *conn;
         if (s->stall_s > 0 && now - last >= s->stall_s) {
@@ -676,7 +684,7 @@ static size_t stream_body(char *p, size_t size, size_t n, void *ud)
     struct kn_stream *s = ud;
     size_t len = size * n;
     long status = 0;
-    double *conn = sock_slot(s->c, s->x.easy);
+    double *conn = sock_slot(s);
     s->last_byte = mono_s();
     if (conn)
         *conn = s->last_byte;
@@ -741,6 +749,7 @@ struct kn_stream *kn_client_stream(struct kn_client *c, const struct kn_request 
         kn_err_set(err, 0, "Transport", "out of memory");
         return NULL;
     }
+    s->sock = CURL_SOCKET_BAD;
     s->c = c;
     s->on_data = on_data;
     s->on_done = on_done;

@@ -1,9 +1,14 @@
 #include "kn_loop.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 enum { QUEUED, ACTIVE, FINISHED };
 
@@ -14,8 +19,18 @@ struct kn_timer {
     struct kn_timer *next;
 };
 
+/* A socket libcurl asked us to watch, and for what (CURL_POLL_IN/OUT/INOUT). */
+struct sock {
+    curl_socket_t fd;
+    int what;
+};
+
 struct kn_loop {
     CURLM *multi;
+    int wake_fd;              /* eventfd: other threads' work for the loop */
+    struct sock *socks;       /* I/O thread only */
+    int nsocks, socks_cap;
+    double curl_due;          /* when libcurl's timer fires; <0: not set (I/O thread only) */
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -31,6 +46,13 @@ static double mono(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void wake(struct kn_loop *l)
+{
+    uint64_t one = 1;
+    while (write(l->wake_fd, &one, sizeof one) < 0 && errno == EINTR)
+        ;
 }
 
 struct kn_timer *kn_loop_after(struct kn_loop *l, long delay_ms, kn_loop_fn fn, void *ud)
@@ -51,7 +73,7 @@ struct kn_timer *kn_loop_after(struct kn_loop *l, long delay_ms, kn_loop_fn fn, 
      * computes its next wait after this anyway; waking it would only cost an
      * idle pass over every transfer. */
     if (!kn_loop_on_thread(l))
-        curl_multi_wakeup(l->multi);
+        wake(l);
     return t;
 }
 
@@ -159,23 +181,67 @@ static void finish(struct kn_loop *l, struct kn_xfer *x, CURLcode rc)
     x->done(x, rc);
 }
 
-/* Whether libcurl has work now: its own timer is due (it also expires a
- * transfer at once when data already read waits in TLS or HTTP/2 buffers). */
-static int curl_due(struct kn_loop *l)
+/* libcurl's socket interface: it says which sockets to watch and when its
+ * timer fires, and socket_action runs only what a socket's events concern.
+ * curl_multi_perform visited every transfer (with a poll() of the socket
+ * each) whenever anything happened, which with 60 watches on one HTTP/2
+ * connection was nearly all an idle client spent. */
+static int on_socket(CURL *easy, curl_socket_t fd, int what, void *ud, void *sockp)
 {
-    long ms = -1;
-    curl_multi_timeout(l->multi, &ms);
-    return ms == 0;
+    struct kn_loop *l = ud;
+    int i;
+    (void)easy, (void)sockp;
+    for (i = 0; i < l->nsocks && l->socks[i].fd != fd; i++)
+        ;
+    if (what == CURL_POLL_REMOVE) {
+        if (i < l->nsocks)
+            l->socks[i] = l->socks[--l->nsocks];
+        return 0;
+    }
+    if (i == l->nsocks) {
+        if (l->nsocks == l->socks_cap) {
+            int cap = l->socks_cap ? 2 * l->socks_cap : 8;
+            struct sock *n = realloc(l->socks, (size_t)cap * sizeof *n);
+            if (!n)
+                return -1; /* libcurl fails the transfer */
+            l->socks = n;
+            l->socks_cap = cap;
+        }
+        l->socks[l->nsocks++].fd = fd;
+    }
+    l->socks[i].what = what;
+    return 0;
+}
+
+static int on_timer(CURLM *multi, long timeout_ms, void *ud)
+{
+    struct kn_loop *l = ud;
+    (void)multi;
+    l->curl_due = timeout_ms < 0 ? -1 : mono() + timeout_ms / 1e3;
+    return 0;
+}
+
+static void reap(struct kn_loop *l)
+{
+    struct CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(l->multi, &left))) {
+        if (msg->msg == CURLMSG_DONE) {
+            char *p = NULL;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &p);
+            finish(l, (struct kn_xfer *)p, msg->data.result);
+        }
+    }
 }
 
 static void *run(void *arg)
 {
     struct kn_loop *l = arg;
-    int work = 1; /* a socket had events, or transfers came or went */
+    struct pollfd *fds = NULL;
+    int fds_cap = 0;
     for (;;) {
         struct kn_xfer *x;
-        struct CURLMsg *msg;
-        int running, left, numfds = 0;
+        int running, n, wait;
 
         run_timers(l);
         pthread_mutex_lock(&l->mu);
@@ -183,12 +249,11 @@ static void *run(void *arg)
             pthread_mutex_unlock(&l->mu);
             break;
         }
-        work |= l->queued || l->cancels;
         while ((x = l->queued)) {
             l->queued = x->next;
             x->state = ACTIVE;
             curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
-            curl_multi_add_handle(l->multi, x->easy);
+            curl_multi_add_handle(l->multi, x->easy); /* sets libcurl's timer to now */
             x->next = l->active;
             l->active = x;
         }
@@ -205,23 +270,58 @@ static void *run(void *arg)
             finish(l, x, CURLE_ABORTED_BY_CALLBACK);
         }
 
-        /* curl_multi_perform visits every transfer: with 60 watches on one
-         * connection, a wake for one of our own timers (the stall check)
-         * that also ran it cost more than everything else while idle. */
-        if (work || curl_due(l)) {
-            curl_multi_perform(l->multi, &running);
-            while ((msg = curl_multi_info_read(l->multi, &left))) {
-                if (msg->msg == CURLMSG_DONE) {
-                    char *p = NULL;
-                    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &p);
-                    finish(l, (struct kn_xfer *)p, msg->data.result);
-                }
+        if (l->curl_due >= 0 && l->curl_due <= mono()) {
+            l->curl_due = -1;
+            curl_multi_socket_action(l->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+            reap(l);
+            continue; /* the timers and lists again before sleeping */
+        }
+
+        wait = run_timers(l);
+        if (l->curl_due >= 0) {
+            double ms = (l->curl_due - mono()) * 1e3;
+            if (ms < wait)
+                wait = ms < 0 ? 0 : (int)ms + 1;
+        }
+        if (l->nsocks + 1 > fds_cap) {
+            struct pollfd *f = realloc(fds, (size_t)(l->nsocks + 1) * sizeof *f);
+            if (f) {
+                fds = f;
+                fds_cap = l->nsocks + 1;
             }
         }
-        /* numfds counts sockets with events, not curl_multi_wakeup's */
-        curl_multi_poll(l->multi, NULL, 0, run_timers(l), &numfds);
-        work = numfds > 0;
+        fds[0] = (struct pollfd){ l->wake_fd, POLLIN, 0 };
+        for (n = 0; n < l->nsocks && n + 1 < fds_cap; n++) {
+            short ev = 0;
+            if (l->socks[n].what & CURL_POLL_IN)
+                ev |= POLLIN;
+            if (l->socks[n].what & CURL_POLL_OUT)
+                ev |= POLLOUT;
+            fds[n + 1] = (struct pollfd){ l->socks[n].fd, ev, 0 };
+        }
+        if (poll(fds, (nfds_t)n + 1, wait) <= 0)
+            continue;
+        if (fds[0].revents & POLLIN) {
+            uint64_t v;
+            while (read(l->wake_fd, &v, sizeof v) < 0 && errno == EINTR)
+                ;
+        }
+        /* from the copy: socket_action may change l->socks */
+        for (int i = 1; i <= n; i++) {
+            int flags = 0;
+            if (!fds[i].revents)
+                continue;
+            if (fds[i].revents & (POLLIN | POLLHUP))
+                flags |= CURL_CSELECT_IN;
+            if (fds[i].revents & POLLOUT)
+                flags |= CURL_CSELECT_OUT;
+            if (fds[i].revents & (POLLERR | POLLNVAL))
+                flags |= CURL_CSELECT_ERR;
+            curl_multi_socket_action(l->multi, fds[i].fd, flags, &running);
+        }
+        reap(l);
     }
+    free(fds);
     /* Stopping: everything still queued or running ends as aborted. */
     for (;;) {
         struct kn_xfer *x;
@@ -263,8 +363,20 @@ struct kn_loop *kn_loop_new(struct kn_err *err)
         kn_err_set(err, 0, "Transport", "libcurl could not create a multi handle");
         return NULL;
     }
+    l->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (l->wake_fd < 0) {
+        curl_multi_cleanup(l->multi);
+        free(l);
+        kn_err_set(err, 0, "Transport", "cannot create an eventfd for the I/O thread");
+        return NULL;
+    }
+    l->curl_due = -1;
     /* HTTP/2: new transfers wait for, and share, the existing connection. */
     curl_multi_setopt(l->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+    curl_multi_setopt(l->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(l->multi, CURLMOPT_SOCKETDATA, l);
+    curl_multi_setopt(l->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(l->multi, CURLMOPT_TIMERDATA, l);
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);
     /* The I/O thread takes no signals: they go to the Lua thread, whose wait
@@ -278,6 +390,7 @@ struct kn_loop *kn_loop_new(struct kn_err *err)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!created) {
         curl_multi_cleanup(l->multi);
+        close(l->wake_fd);
         pthread_mutex_destroy(&l->mu);
         pthread_cond_destroy(&l->cv);
         free(l);
@@ -294,9 +407,11 @@ void kn_loop_free(struct kn_loop *l)
     pthread_mutex_lock(&l->mu);
     l->stop = 1;
     pthread_mutex_unlock(&l->mu);
-    curl_multi_wakeup(l->multi);
+    wake(l);
     pthread_join(l->thread, NULL);
-    curl_multi_cleanup(l->multi);
+    curl_multi_cleanup(l->multi); /* may still tell on_socket to forget sockets */
+    close(l->wake_fd);
+    free(l->socks);
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->cv);
     free(l);
@@ -313,7 +428,7 @@ void kn_loop_add(struct kn_loop *l, struct kn_xfer *x)
         p = &(*p)->next;
     *p = x;
     pthread_mutex_unlock(&l->mu);
-    curl_multi_wakeup(l->multi);
+    wake(l);
 }
 
 void kn_loop_cancel(struct kn_loop *l, struct kn_xfer *x)
@@ -335,7 +450,7 @@ void kn_loop_cancel(struct kn_loop *l, struct kn_xfer *x)
         l->cancels = x;
     }
     pthread_mutex_unlock(&l->mu);
-    curl_multi_wakeup(l->multi);
+    wake(l);
 }
 
 struct sync_xfer {

@@ -235,34 +235,38 @@ def w4_breadth(cfg, names, P):
     rows = {}
     for name in names:
         argv = P[name](kc, "configmaps", None, 0, True, ["--all-resources", "--idle", str(cfg["w4_idle"])])
-        # stderr to a file: a peer that reports much (errors while idle) must not fill a pipe nobody reads
-        errf = tempfile.TemporaryFile(mode="w+")
-        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errf, text=True, env=lua_env())
-        conns = None
-        out_lines = []
-        while True:
-            line = p.stdout.readline()
-            if not line:
-                break
-            out_lines.append(line)
-            if '"synced"' in line:
-                time.sleep(min(5, cfg["w4_idle"] / 2))
-                conns = tcp_connections(p.pid, port)
-        p.wait()
-        phases = {}
-        for line in out_lines:
-            try:
-                d = json.loads(line)
-                phases[d["phase"]] = d
-            except ValueError:
-                pass
-        errf.seek(0)
-        err_text = errf.read()
-        errf.close()
-        if "idle" not in phases:
-            raise RuntimeError(f"{name} did not finish W4: {err_text[-400:]}")
-        rows[name] = {"informers": phases["idle"]["informers"], "idle_cpu_s": phases["idle"]["cpu_s"],
-                      "connections": conns}
+        cpus, conn_counts, informers = [], [], None
+        for _ in range(cfg["runs"]):
+            # stderr to a file: a peer that reports much (errors while idle) must not fill a pipe nobody reads
+            errf = tempfile.TemporaryFile(mode="w+")
+            p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errf, text=True, env=lua_env())
+            conns = None
+            out_lines = []
+            while True:
+                line = p.stdout.readline()
+                if not line:
+                    break
+                out_lines.append(line)
+                if '"synced"' in line:
+                    time.sleep(min(5, cfg["w4_idle"] / 2))
+                    conns = tcp_connections(p.pid, port)
+            p.wait()
+            phases = {}
+            for line in out_lines:
+                try:
+                    d = json.loads(line)
+                    phases[d["phase"]] = d
+                except ValueError:
+                    pass
+            errf.seek(0)
+            err_text = errf.read()
+            errf.close()
+            if "idle" not in phases:
+                raise RuntimeError(f"{name} did not finish W4: {err_text[-400:]}")
+            informers = phases["idle"]["informers"]
+            cpus.append(phases["idle"]["cpu_s"])
+            conn_counts.append(conns)
+        rows[name] = {"informers": informers, "idle_cpu_s": median(cpus), "connections": median(conn_counts)}
         print(f"  W4 {name}: {rows[name]}", file=sys.stderr)
     return rows
 
@@ -284,7 +288,7 @@ def table(results, names):
     cols = [c for c in cols if c[0] in results]
     lines = ["| peer | " + " | ".join(c[2] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name in names:
-        cells = [fmt(results[w].get(name, {}).get(k)) for w, k, _, _ in cols]
+        cells = [fmt(results[w].get(name, {}).get(k), 3 if k == "idle_cpu_s" else 2) for w, k, _, _ in cols]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("kinformer's ratio to each peer (below 1 is better for time, memory and CPU; above 1 for events/s):")

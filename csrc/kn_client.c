@@ -625,9 +625,8 @@ static double *sock_slot(struct kn_stream *s)
 {
     struct kn_client *c = s->c;
     curl_socket_t fd = s->sock;
-    /* Asked once per transfer: CURLINFO_ACTIVESOCKET costs a poll() of the
-     * socket, and asking on every chunk and every check was most of what an
-     * idle client with 60 watches spent. */
+    /* Asked once per transfer (a transfer keeps its connection), not on
+     * every chunk and every stall check. */
     if (fd == CURL_SOCKET_BAD) {
         if (curl_easy_getinfo(s->x.easy, CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK || fd == CURL_SOCKET_BAD || fd < 0 ||
             fd > 65535)

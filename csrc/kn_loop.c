@@ -70,8 +70,7 @@ struct kn_timer *kn_loop_after(struct kn_loop *l, long delay_ms, kn_loop_fn fn, 
     *p = t;
     pthread_mutex_unlock(&l->mu);
     /* On the I/O thread (a timer or a transfer rescheduling itself) the loop
-     * computes its next wait after this anyway; waking it would only cost an
-     * idle pass over every transfer. */
+     * computes its next wait after this anyway: no wakeup needed. */
     if (!kn_loop_on_thread(l))
         wake(l);
     return t;
@@ -289,6 +288,10 @@ static void *run(void *arg)
                 fds = f;
                 fds_cap = l->nsocks + 1;
             }
+        }
+        if (!fds) { /* out of memory: nothing to poll with; try again shortly */
+            poll(NULL, 0, wait < 100 ? wait : 100);
+            continue;
         }
         fds[0] = (struct pollfd){ l->wake_fd, POLLIN, 0 };
         for (n = 0; n < l->nsocks && n + 1 < fds_cap; n++) {

@@ -34,12 +34,13 @@ struct kn_client {
     off_t file_size;
     ino_t file_ino;
 
-    /* when a byte last came on each connection (by socket), for the watches'
-     * stall limit: I/O thread only */
-    double *sock_last;
-    int sock_cap;
+    /* when a byte last came on each connection, for the watches' stall
+     * limit: I/O thread only */
+    struct conn_seen *conns;
+    int nconns;
     struct kn_stream *watches;     /* open watch streams, for the stall check: I/O thread only */
     struct kn_timer *stall_timer;
+    double stall_due;          /* when stall_timer fires (monotonic s) */
 
     struct kn_exec_cred exec;
     int exec_valid;
@@ -180,7 +181,7 @@ void kn_client_free(struct kn_client *c)
     if (!c)
         return;
     kn_loop_free(c->loop); /* its timers (the stall check) go with it */
-    free(c->sock_last);
+    free(c->conns);
     curl_slist_free_all(c->connect_to);
     free(c->base);
     if (c->file_token)
@@ -615,67 +616,112 @@ struct kn_stream {
     double last_byte;          /* watches: when a byte last came */
     double stall_s;            /* watches: the silence that ends them; 0: none */
     int stalled;
-    curl_socket_t sock;        /* its connection, once known (a transfer keeps it) */
+    long port;                 /* its connection's local port, once known (a transfer keeps it) */
     struct kn_stream *next_watch;
 };
 
 /* The connection a stream runs on: over HTTP/2 many watches share one, and
- * a byte for any of them shows the connection alive. */
-static double *sock_slot(struct kn_stream *s)
+ * a byte for any of them shows the connection alive. A connection is known
+ * by its local port: libcurl tells a transfer's port (CURLINFO_LOCAL_PORT)
+ * while it runs, whereas its socket (CURLINFO_ACTIVESOCKET) only once a
+ * transfer is over, which left every quiet watch to its own silence and
+ * ended it at the stall limit although its connection was busy. Few
+ * connections per client (one over HTTP/2), so a short list; ports of
+ * closed connections are reused by the oldest entry once it is full. */
+struct conn_seen {
+    long port;
+    double last;
+};
+#define CONNS_MAX 256
+
+static double *conn_slot(struct kn_stream *s)
 {
     struct kn_client *c = s->c;
-    curl_socket_t fd = s->sock;
-    /* Asked once per transfer (a transfer keeps its connection), not on
-     * every chunk and every stall check. */
-    if (fd == CURL_SOCKET_BAD) {
-        if (curl_easy_getinfo(s->x.easy, CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK || fd == CURL_SOCKET_BAD || fd < 0 ||
-            fd > 65535)
-            return NULL;
-        s->sock = fd;
+    int i, oldest = 0;
+    if (s->port <= 0) {
+        long port = 0;
+        if (curl_easy_getinfo(s->x.easy, CURLINFO_LOCAL_PORT, &port) != CURLE_OK || port <= 0)
+            return NULL; /* not connected yet: the stream's own time counts */
+        s->port = port;
     }
-    if (fd >= c->sock_cap) {
-        int cap = fd + 64;
-        double *t = realloc(c->sock_last, (size_t)cap * sizeof *t);
-        if (!t)
-            return NULL;
-        for (int i = c->sock_cap; i < cap; i++)
-            t[i] = 0;
-        c->sock_last = t;
-        c->sock_cap = cap;
+    for (i = 0; i < c->nconns; i++) {
+        if (c->conns[i].port == s->port)
+            return &c->conns[i].last;
+        if (c->conns[i].last < c->conns[oldest].last)
+            oldest = i;
     }
-    return &c->sock_last[fd];
+    if (!c->conns) {
+        c->conns = calloc(CONNS_MAX, sizeof *c->conns);
+        if (!c->conns)
+            return NULL;
+    }
+    i = c->nconns < CONNS_MAX ? c->nconns++ : oldest;
+    c->conns[i].port = s->port;
+    c->conns[i].last = 0;
+    return &c->conns[i].last;
 }
 
-/* The stall check: every few seconds, on the I/O thread, a watch whose
- * connection has sent no byte for its stall limit is ended (and then
- * resumed by its reflector). Timed from the last byte itself, and per
- * connection: a dead connection is silent for all its streams, while a quiet
- * watch on a busy HTTP/2 connection is left alone. One timer for all
- * watches, rather than libcurl's per-transfer low-speed timers, keeps an
- * idle client idle. */
-#define STALL_CHECK_MS 2000
+/* The stall check, on the I/O thread: a watch whose connection has sent no
+ * byte for its stall limit is ended (and then resumed by its reflector).
+ * Timed from the last byte itself, and per connection: a dead connection is
+ * silent for all its streams, while a quiet watch on a busy HTTP/2
+ * connection is left alone. One timer for all watches, armed for the
+ * earliest moment one of them could be over its limit, rather than
+ * libcurl's per-transfer low-speed timers or a fixed tick: an idle client
+ * wakes about once per stall limit, not every few seconds. */
+static double stall_deadline(struct kn_stream *s)
+{
+    double last = s->last_byte, *conn = conn_slot(s);
+    if (conn && *conn > last)
+        last = *conn;
+    return last + s->stall_s;
+}
+
+static void stall_check(void *ud);
+
+/* Arms the timer for `due` (monotonic seconds) unless it is armed sooner. */
+static void stall_arm(struct kn_client *c, double due)
+{
+    long ms;
+    if (c->stall_timer) {
+        if (c->stall_due <= due)
+            return;
+        kn_loop_timer_cancel(c->loop, c->stall_timer);
+        c->stall_timer = NULL;
+    }
+    ms = (long)((due - mono_s()) * 1e3) + 1; /* +1: never early by a rounding */
+    if (ms < 10)
+        ms = 10; /* a deadline just past: soon, but not a busy loop */
+    c->stall_due = due;
+    c->stall_timer = kn_loop_after(c->loop, ms, stall_check, c);
+}
 
 static void stall_check(void *ud)
 {
     struct kn_client *c = ud;
     struct kn_stream *stalled[64];
-    int n = 0;
-    double now = mono_s();
+    int n = 0, any = 0;
+    double now = mono_s(), next = 0;
     c->stall_timer = NULL;
-    for (struct kn_stream *s = c->watches; s && n < 64; s = s->next_watch) {
-        double last = s->last_byte, *conn = sock_slot(s);
-        if (conn && *conn > last)
-            last = *conn;
-        if (s->stall_s > 0 && now - last >= s->stall_s) {
+    for (struct kn_stream *s = c->watches; s; s = s->next_watch) {
+        double due;
+        if (s->stall_s <= 0 || s->stalled)
+            continue; /* no limit, or already ending */
+        due = stall_deadline(s);
+        if (due <= now && n < 64) {
             s->stalled = 1;
             stalled[n++] = s;
+        } else if (!any || due < next) {
+            next = due;
+            any = 1;
         }
     }
-    /* ended outside the walk: each end runs its reflector, which may open a new watch */
+    /* ended outside the walk: each end runs its reflector, which may open a
+     * new watch (and arm the timer for it) */
     for (int i = 0; i < n; i++)
         kn_stream_cancel(stalled[i]);
-    if (c->watches && !c->stall_timer)
-        c->stall_timer = kn_loop_after(c->loop, STALL_CHECK_MS, stall_check, c);
+    if (any)
+        stall_arm(c, next);
 }
 
 static size_t stream_body(char *p, size_t size, size_t n, void *ud)
@@ -683,7 +729,7 @@ static size_t stream_body(char *p, size_t size, size_t n, void *ud)
     struct kn_stream *s = ud;
     size_t len = size * n;
     long status = 0;
-    double *conn = sock_slot(s);
+    double *conn = conn_slot(s);
     s->last_byte = mono_s();
     if (conn)
         *conn = s->last_byte;
@@ -748,7 +794,6 @@ struct kn_stream *kn_client_stream(struct kn_client *c, const struct kn_request 
         kn_err_set(err, 0, "Transport", "out of memory");
         return NULL;
     }
-    s->sock = CURL_SOCKET_BAD;
     s->c = c;
     s->on_data = on_data;
     s->on_done = on_done;
@@ -805,8 +850,7 @@ struct kn_stream *kn_client_stream(struct kn_client *c, const struct kn_request 
         /* watches are opened on the I/O thread (by reflectors), which owns this list */
         s->next_watch = c->watches;
         c->watches = s;
-        if (!c->stall_timer)
-            c->stall_timer = kn_loop_after(c->loop, STALL_CHECK_MS, stall_check, c);
+        stall_arm(c, s->last_byte + s->stall_s);
     }
     s->x.done = stream_done;
     kn_loop_add(c->loop, &s->x);

@@ -571,6 +571,30 @@ describe("the loop", function()
     assert.is_true(spin(function() return adds == 1 end))
   end)
 
+  -- the stall limit is about the connection: over HTTP/2 every informer of a
+  -- client shares one, and a byte for any of them shows it alive
+  it("leaves a quiet watch alone while its shared connection is busy", function()
+    local quiet = must(c:informer("configmaps", { namespace = ns, stall_limit = 2 }))
+    local busy = must(c:informer("secrets", { namespace = ns, stall_limit = 2 }))
+    must(quiet:wait_for_sync(20))
+    must(busy:wait_for_sync(20))
+    local secret = must(admin:create("secrets", { metadata = { name = "ticker", namespace = ns }, data = {} }))
+    local t_end = uptime() + 7
+    local n = 0
+    while uptime() < t_end do
+      n = n + 1
+      secret.data = { n = cluster.b64(tostring(n)) }
+      secret = must(admin:update("secrets", secret))
+      kinformer.run{ timeout = 0.5 }
+    end
+    assert.are.equal(0, busy:stats().stalls)
+    assert.are.equal(0, quiet:stats().stalls)
+    assert.are.equal(1, c:transport_stats().connections)
+    -- and once the connection goes quiet too, the limit still ends the watch
+    assert.is_true(spin(function() return quiet:stats().stalls >= 1 end, 15))
+    assert.are.equal(0, #errors_seen)
+  end)
+
   it("keeps a store without handlers and queues nothing for it", function()
     for i = 1, 5 do must(admin:create("configmaps", { metadata = { name = "q" .. i, namespace = ns } })) end
     local inf = must(c:informer("configmaps", { namespace = ns }))

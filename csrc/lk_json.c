@@ -47,6 +47,8 @@ struct dec {
     char *scratch; /* unescaped strings and long numbers; a userdata at scratch_idx */
     size_t scratch_cap;
     int scratch_idx, mt_idx;
+    struct name_cache *names; /* member names already made, its strings at names_idx */
+    int names_idx;
     char point; /* the C locale's decimal point, which strtod expects */
     int rc;
     char *err;
@@ -97,7 +99,79 @@ static void unescape(const char *s, const char *e, char *o, size_t *outlen)
     *outlen = kn_json_unescape(s, e, o);
 }
 
-static int dec_string(struct dec *d)
+/* Member names repeat in every object ("metadata", "name", "labels"...), and
+ * making a Lua string of one hashes all its bytes and walks Lua's string
+ * table: a fifth of the Lua thread's time in a stream of updates. Names seen
+ * before are kept here, one Lua state's worth (a userdata in the registry,
+ * its strings in its user value), found by a cheaper hash of their first
+ * and last eight bytes and compared as bytes. Direct-mapped: a collision
+ * just replaces the entry. Only names: values (uids, times, versions) rarely
+ * repeat and would only evict them. */
+#define NAME_SLOTS 512 /* a power of two */
+#define NAME_MAX_LEN 40 /* Lua's short strings (LUAI_MAXSHORTLEN): interned, so worth keeping */
+#define NAME_CACHE_KEY "kinformer.json_names"
+
+struct name_cache {
+    unsigned char len[NAME_SLOTS]; /* 0: empty */
+    char bytes[NAME_SLOTS][NAME_MAX_LEN];
+};
+
+static unsigned name_slot(const char *p, size_t n)
+{
+    uint64_t a = 0, b = 0;
+    if (n >= 8) {
+        memcpy(&a, p, 8);
+        memcpy(&b, p + n - 8, 8);
+    } else {
+        memcpy(&a, p, n);
+    }
+    a = (a ^ (b * 0x9E3779B97F4A7C15ULL) ^ n) * 0xC2B2AE3D27D4EB4FULL;
+    return (unsigned)(a >> 32) & (NAME_SLOTS - 1);
+}
+
+/* Pushes the cache's string table and returns the cache (NULL: none, when
+ * it cannot be made; decoding goes on without it). */
+static struct name_cache *push_name_cache(lua_State *L)
+{
+    struct name_cache *nc;
+    if (lua_getfield(L, LUA_REGISTRYINDEX, NAME_CACHE_KEY) == LUA_TUSERDATA) {
+        nc = lua_touserdata(L, -1);
+        lua_getiuservalue(L, -1, 1);
+        lua_remove(L, -2);
+        return nc;
+    }
+    lua_pop(L, 1);
+    nc = lua_newuserdatauv(L, sizeof *nc, 1);
+    memset(nc->len, 0, sizeof nc->len);
+    lua_createtable(L, NAME_SLOTS, 0);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, -3, 1);
+    lua_insert(L, -2);
+    lua_setfield(L, LUA_REGISTRYINDEX, NAME_CACHE_KEY);
+    return nc;
+}
+
+static void push_name(struct dec *d, const char *p, size_t n)
+{
+    struct name_cache *nc = d->names;
+    unsigned slot;
+    if (!nc || n == 0 || n > NAME_MAX_LEN) {
+        lua_pushlstring(d->L, p, n);
+        return;
+    }
+    slot = name_slot(p, n);
+    if (nc->len[slot] == n && memcmp(nc->bytes[slot], p, n) == 0) {
+        lua_rawgeti(d->L, d->names_idx, slot + 1);
+        return;
+    }
+    lua_pushlstring(d->L, p, n);
+    lua_pushvalue(d->L, -1);
+    lua_rawseti(d->L, d->names_idx, slot + 1);
+    memcpy(nc->bytes[slot], p, n);
+    nc->len[slot] = (unsigned char)n;
+}
+
+static int dec_string(struct dec *d, int name)
 {
     const char *s = d->s;
     size_t start = d->pos + 1, i = start;
@@ -111,7 +185,10 @@ static int dec_string(struct dec *d)
         if (c == '"') {
             d->pos = i + 1;
             if (!escaped) {
-                lua_pushlstring(d->L, s + start, i - start);
+                if (name)
+                    push_name(d, s + start, i - start);
+                else
+                    lua_pushlstring(d->L, s + start, i - start);
             } else {
                 size_t n;
                 char *o = scratch(d, i - start);
@@ -304,7 +381,7 @@ static int dec_container(struct dec *d, int depth, int object)
             skip_ws(d);
             if (d->pos >= d->len || d->s[d->pos] != '"')
                 return dfail(d, "expected a member name");
-            if (dec_string(d) < 0)
+            if (dec_string(d, 1) < 0)
                 return -1;
             skip_ws(d);
             if (d->pos >= d->len || d->s[d->pos] != ':')
@@ -336,7 +413,7 @@ static int dec_value(struct dec *d, int depth)
     switch (d->s[d->pos]) {
     case '{': return dec_container(d, depth, 1);
     case '[': return dec_container(d, depth, 0);
-    case '"': return dec_string(d);
+    case '"': return dec_string(d, 0);
     case 't':
         if (dec_word(d, "true", 4) < 0)
             return -1;
@@ -366,8 +443,10 @@ static int decode_protected(lua_State *L)
     lua_settop(L, 1);
     lua_pushnil(L);           /* 2: the scratch userdata, once one is needed */
     lk_json_push_array_mt(L); /* 3 */
+    d->names = push_name_cache(L); /* 4 */
     d->scratch_idx = 2;
     d->mt_idx = 3;
+    d->names_idx = 4;
     if (dec_value(d, 0) < 0)
         return 0;
     skip_ws(d);

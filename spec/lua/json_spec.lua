@@ -206,6 +206,45 @@ describe("core.json_decode and core.json_encode", function()
       assert.are.equal(1025, obj.k1025)
     end)
 
+    -- member names come from a cache of names already seen: one that looks
+    -- alike to its hash (same length, same first and last 8 bytes) must
+    -- still be told apart, at every length a short string can have
+    it("tells apart member names that share their ends, decoded again and again", function()
+      for round = 1, 3 do
+        for len = 0, 42 do
+          local a = ("a"):rep(len)
+          local names = { a }
+          if len >= 1 then names[2] = "b" .. a:sub(2) end
+          if len >= 17 then
+            for _, mid in ipairs { "X", "Y", "é" } do
+              local n = a:sub(1, 8) .. mid .. a:sub(8 + #mid + 1)
+              names[#names + 1] = n
+            end
+          end
+          local parts = {}
+          for i, n in ipairs(names) do parts[i] = encode(n) .. ":" .. (i * 10 + round) end
+          local obj = decode("{" .. table.concat(parts, ",") .. "}")
+          local count = 0
+          for k, v in pairs(obj) do
+            count = count + 1
+            local i
+            for j, n in ipairs(names) do if n == k then i = j end end
+            assert.is_not_nil(i, ("name %q (length %d) was never written"):format(k, len))
+            assert.are.equal(i * 10 + round, v)
+          end
+          assert.are.equal(#names, count)
+        end
+      end
+      -- and names spread over many objects, more than the cache holds
+      local objs = {}
+      for i = 1, 2000 do objs[i] = ('{"name-%d":%d,"metadata":{"n%d":"v"}}'):format(i, i, i % 700) end
+      local arr = decode("[" .. table.concat(objs, ",") .. "]")
+      for i = 1, 2000 do
+        assert.are.equal(i, arr[i]["name-" .. i])
+        assert.are.equal("v", arr[i].metadata["n" .. (i % 700)])
+      end
+    end)
+
     it("accepts nesting up to 10100 levels (the API server stores objects 10,000 deep)", function()
       local s = ("["):rep(10100) .. ("]"):rep(10100)
       assert.are.equal(s, roundtrip(s))

@@ -13,7 +13,16 @@
  * the whole of `in` at once into `out` and pops from there under cmu, which
  * the I/O thread never takes. One lock handoff per batch instead of one per
  * event: locking both sides for every event made the threads wake each other
- * (futex) for a good part of an event's cost. Lock order: cmu, then mu. */
+ * (futex) for a good part of an event's cost. Lock order: cmu, then mu.
+ *
+ * Spent events go back the same way: the I/O thread made them (and their
+ * objects) in its malloc arena, and a free() from the Lua thread takes that
+ * arena's lock while the I/O thread allocates there: both threads spent a
+ * good part of an update's cost waking each other in glibc. The Lua thread
+ * gathers them (`spent`, under cmu), hands them over in groups and with
+ * each batch it takes (`returned`, under mu), and the I/O thread frees them
+ * at its next push. An idle queue has no pushes coming: the Lua thread then frees what
+ * it holds itself, when the arena is quiet. */
 struct list {
     struct kn_qevent *head, *tail;
     size_t len;
@@ -23,6 +32,9 @@ struct kn_queue {
     int refs;
     pthread_mutex_t mu, cmu;
     struct list in, out; /* in: under mu; out: under cmu */
+    struct kn_qevent *spent, *spent_tail; /* done, under cmu */
+    int nspent;
+    struct kn_qevent *returned; /* done, under mu: for the producer to free */
     int efd;             /* readable while either list holds events */
 };
 
@@ -53,8 +65,8 @@ void kn_queue_unref(struct kn_queue *q)
     struct kn_qevent *ev, *next;
     if (!q || __atomic_sub_fetch(&q->refs, 1, __ATOMIC_ACQ_REL) > 0)
         return;
-    for (int i = 0; i < 2; i++)
-        for (ev = i ? q->in.head : q->out.head; ev; ev = next) {
+    for (int i = 0; i < 4; i++)
+        for (ev = i == 0 ? q->in.head : i == 1 ? q->out.head : i == 2 ? q->spent : q->returned; ev; ev = next) {
             next = ev->next;
             kn_qevent_free(ev);
         }
@@ -97,8 +109,18 @@ static void signal_fd(struct kn_queue *q, int on)
     }
 }
 
+static void free_list(struct kn_qevent *ev)
+{
+    while (ev) {
+        struct kn_qevent *next = ev->next;
+        kn_qevent_free(ev);
+        ev = next;
+    }
+}
+
 void kn_queue_push(struct kn_queue *q, struct kn_qevent *ev)
 {
+    struct kn_qevent *returned;
     ev->next = NULL;
     pthread_mutex_lock(&q->mu);
     if (q->in.tail)
@@ -108,17 +130,38 @@ void kn_queue_push(struct kn_queue *q, struct kn_qevent *ev)
     q->in.tail = ev;
     if (q->in.len++ == 0)
         signal_fd(q, 1); /* may be on already (out not empty): harmless */
+    returned = q->returned;
+    q->returned = NULL;
     pthread_mutex_unlock(&q->mu);
+    free_list(returned);
+}
+
+/* Moves the spent events to `returned` (caller holds cmu and mu). */
+static void hand_back(struct kn_queue *q)
+{
+    if (q->spent) {
+        q->spent_tail->next = q->returned;
+        q->returned = q->spent;
+        q->spent = q->spent_tail = NULL;
+        q->nspent = 0;
+    }
 }
 
 struct kn_qevent *kn_queue_pop(struct kn_queue *q)
 {
-    struct kn_qevent *ev;
+    struct kn_qevent *ev, *idle = NULL;
     pthread_mutex_lock(&q->cmu);
     if (!q->out.head) {
         pthread_mutex_lock(&q->mu);
         q->out = q->in;
         memset(&q->in, 0, sizeof q->in);
+        hand_back(q);
+        if (!q->out.head) {
+            /* nothing came: the producer is idle, so free here and now
+             * rather than hold them until its next push */
+            idle = q->returned;
+            q->returned = NULL;
+        }
         pthread_mutex_unlock(&q->mu);
     }
     ev = q->out.head;
@@ -136,7 +179,29 @@ struct kn_qevent *kn_queue_pop(struct kn_queue *q)
         }
     }
     pthread_mutex_unlock(&q->cmu);
+    free_list(idle);
     return ev;
+}
+
+/* Spent events go back in groups, one lock of mu per group, so that a long
+ * batch does not keep all its old objects until its end. */
+#define SPENT_GROUP 256
+
+void kn_queue_done(struct kn_queue *q, struct kn_qevent *ev)
+{
+    if (!ev)
+        return;
+    pthread_mutex_lock(&q->cmu);
+    ev->next = q->spent;
+    q->spent = ev;
+    if (!q->spent_tail)
+        q->spent_tail = ev;
+    if (++q->nspent >= SPENT_GROUP) {
+        pthread_mutex_lock(&q->mu);
+        hand_back(q);
+        pthread_mutex_unlock(&q->mu);
+    }
+    pthread_mutex_unlock(&q->cmu);
 }
 
 int kn_queue_wait(struct kn_queue *q, int timeout_ms)

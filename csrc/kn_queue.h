@@ -36,8 +36,12 @@ void kn_queue_unref(struct kn_queue *q);
 
 /* Takes ownership of ev. */
 void kn_queue_push(struct kn_queue *q, struct kn_qevent *ev);
-/* The oldest event (the caller frees it with kn_qevent_free), or NULL. */
+/* The oldest event, or NULL. The caller hands it back with kn_queue_done
+ * (or frees it with kn_qevent_free). */
 struct kn_qevent *kn_queue_pop(struct kn_queue *q);
+/* Hands back a popped event once used: it is freed on the producer's thread
+ * at its next push, or by a later pop that finds the queue empty. */
+void kn_queue_done(struct kn_queue *q, struct kn_qevent *ev);
 /* Waits up to timeout_ms (-1: forever) for an event; 1 if one waits, 0 on
  * timeout or when a signal interrupted the wait. */
 int kn_queue_wait(struct kn_queue *q, int timeout_ms);

@@ -357,7 +357,7 @@ static int l_next_event(lua_State *L)
         lua_pushstring(L, ev->message);
         lua_setfield(L, -2, "message");
     }
-    kn_qevent_free(ev);
+    kn_queue_done(h->q, ev);
     return 1;
 }
 

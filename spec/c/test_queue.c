@@ -1,6 +1,7 @@
 /* kn_queue: the I/O thread pushes, the Lua thread pops in batches. Order,
  * drop and length must see both the waiting batch and what came in since,
- * and the eventfd must be readable exactly while something waits. */
+ * and the eventfd must be readable exactly while something waits. Spent
+ * events go back to be freed by the producer, or by an idle consumer. */
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -67,6 +68,67 @@ static void test_batches(void)
     kn_queue_unref(q);
 }
 
+static void push_obj(struct kn_queue *q, unsigned long long seq, struct kn_obj *o)
+{
+    struct kn_qevent *ev = kn_qevent_new(KN_Q_UPDATE, 1);
+    ev->seq = seq;
+    ev->obj = o ? kn_obj_ref(o) : NULL;
+    kn_queue_push(q, ev);
+}
+
+static int refs(struct kn_obj *o)
+{
+    return __atomic_load_n(&o->refs, __ATOMIC_ACQUIRE);
+}
+
+/* An event's objects stay alive until the event is freed: their reference
+ * counts show where and when that happened. */
+static void test_spent(void)
+{
+    static const char json[] = "{\"metadata\":{\"name\":\"x\"}}";
+    struct kn_normalize norm = { "v1", "ConfigMap", 0, 0 };
+    struct kn_err err = { 0, "", "" };
+    struct kn_obj *o = kn_obj_new(json, sizeof json - 1, &norm, &err);
+    struct kn_queue *q = kn_queue_new();
+    struct kn_qevent *ev;
+    CHECK(o && q && refs(o) == 1);
+    push_obj(q, 1, o);
+    push_obj(q, 2, o);
+    CHECK(refs(o) == 3);
+    kn_queue_done(q, kn_queue_pop(q)); /* takes the batch (1, 2) */
+    kn_queue_done(q, kn_queue_pop(q));
+    CHECK(refs(o) == 3);               /* spent, not freed by the consumer */
+    push_obj(q, 3, NULL);
+    CHECK(refs(o) == 3);               /* not yet handed back: no batch taken since */
+    ev = kn_queue_pop(q);              /* takes (3) and hands the spent ones back */
+    CHECK(ev && ev->seq == 3 && refs(o) == 3);
+    kn_queue_done(q, ev);
+    push_obj(q, 4, NULL);              /* the producer frees them */
+    CHECK(refs(o) == 1);
+    kn_queue_done(q, kn_queue_pop(q));
+    push_obj(q, 5, o);
+    kn_queue_done(q, kn_queue_pop(q)); /* (4) and (5): spent */
+    CHECK(refs(o) == 2);
+    CHECK(kn_queue_pop(q) == NULL);    /* idle: the consumer frees them itself */
+    CHECK(refs(o) == 1);
+    /* a long batch hands them back in groups, not all at its end */
+    for (int i = 0; i < 300; i++)
+        push_obj(q, 10 + i, o);
+    for (int i = 0; i < 300; i++)
+        kn_queue_done(q, kn_queue_pop(q));
+    CHECK(refs(o) == 301);
+    push_obj(q, 400, NULL);
+    CHECK(refs(o) > 1 && refs(o) < 301); /* a group went back and was freed */
+    kn_queue_done(q, kn_queue_pop(q));
+    kn_queue_done(q, kn_queue_pop(q)); /* NULL: nothing, and no harm */
+    CHECK(refs(o) == 1);
+    push_obj(q, 500, o);
+    kn_queue_done(q, kn_queue_pop(q));
+    kn_queue_unref(q);                 /* frees what was spent, too */
+    CHECK(refs(o) == 1);
+    kn_obj_unref(o);
+}
+
 #define N_EVENTS 200000
 
 static void *producer(void *arg)
@@ -92,7 +154,7 @@ static void test_threads(void)
         }
         wrong += ev->seq != want || ev->source != 1 + (want & 1);
         want++;
-        kn_qevent_free(ev);
+        kn_queue_done(q, ev);
     }
     pthread_join(t, NULL);
     CHECK(wrong == 0);
@@ -103,5 +165,6 @@ static void test_threads(void)
 void test_queue(void)
 {
     test_batches();
+    test_spent();
     test_threads();
 }

@@ -65,10 +65,10 @@ test-c: deps build/ctest
 	cd spec/c && ../../build/ctest
 
 # libFuzzer targets (clang), under AddressSanitizer and UndefinedBehaviorSanitizer: the watch framer and
-# event parser, list pages, kubeconfig files, exec credentials. `make fuzz` runs each for FUZZ_SECONDS
+# event parser, list pages, kubeconfig files, exec credentials, the binding's JSON codec. `make fuzz` runs each for FUZZ_SECONDS
 # from the seeds in spec/fuzz/corpus/<target>/; what they find goes to build/fuzz/corpus-<target>/.
 .PHONY: fuzz fuzz-smoke test-valgrind
-FUZZ_TARGETS := watch list kubeconfig exec
+FUZZ_TARGETS := watch list kubeconfig exec luajson
 FUZZ_SECONDS ?= 300
 FUZZ_CC      ?= clang
 FUZZ_SRC     := csrc/kn_err.c csrc/kn_buf.c csrc/kn_base64.c csrc/kn_json.c csrc/kn_obj.c csrc/kn_watch.c \
@@ -76,10 +76,12 @@ FUZZ_SRC     := csrc/kn_err.c csrc/kn_buf.c csrc/kn_base64.c csrc/kn_json.c csrc
 FUZZ_LIBS    := $(shell pkg-config --libs yaml-0.1 2>/dev/null || echo -lyaml)
 # the kubeconfig target confines the files a fuzzed kubeconfig may name (see fuzz_kubeconfig.c)
 FUZZ_LDFLAGS_kubeconfig := -Wl,--wrap=fopen
+# the binding's codec runs inside a Lua state
+FUZZ_EXTRA_luajson := -I$(LUA_INCDIR) csrc/lk_json.c -llua$(LUA_VERSION)
 build/fuzz/fuzz_%: spec/fuzz/fuzz_%.c $(FUZZ_SRC) $(HDRS)
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) -g -O1 $(WARN) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
-	  -Icsrc $(PKG_CFLAGS) -o $@ $< $(FUZZ_SRC) $(FUZZ_LIBS) $(FUZZ_LDFLAGS_$*)
+	  -Icsrc $(PKG_CFLAGS) -o $@ $< $(FUZZ_SRC) $(FUZZ_EXTRA_$*) $(FUZZ_LIBS) $(FUZZ_LDFLAGS_$*)
 
 fuzz: deps $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 	spec/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)

@@ -3,7 +3,7 @@
 # checked-in seeds (spec/fuzz/corpus/<target>/, read only) plus what earlier
 # runs found (build/fuzz/corpus-<target>/, where new entries go).
 #
-#   spec/fuzz/run.sh SECONDS TARGET...      (targets: watch list kubeconfig exec)
+#   spec/fuzz/run.sh SECONDS TARGET...      (targets: watch list kubeconfig exec luajson)
 #
 # A crash, leak, timeout or failed check stops with exit 1; the input is in
 # build/fuzz/crashes-<target>/ (minimize it with -minimize_crash=1 and keep it
@@ -23,6 +23,7 @@ max_len() {
     list) echo 32768 ;;
     kubeconfig) echo 8192 ;;
     exec) echo 4096 ;;
+    luajson) echo 8192 ;;
     *) echo 4096 ;;
   esac
 }

@@ -8,29 +8,10 @@
 local kinformer = require "kinformer"
 local cluster = require "support.cluster"
 
-local function must(v, err)
-  assert(v ~= nil, tostring(err))
-  return v
-end
+local helpers = require "support.helpers"
+local must, uptime, spin = helpers.must, helpers.uptime, helpers.spin
 
 local run_id = tostring(os.time() % 100000) .. tostring(math.random(100, 999))
-
-local function uptime()
-  local f = io.open("/proc/uptime")
-  local t = tonumber(f:read("a"):match("^(%S+)"))
-  f:close()
-  return t
-end
-
--- Drives the loop until pred() holds; false after timeout seconds.
-local function spin(pred, timeout)
-  local deadline = uptime() + (timeout or 20)
-  while not pred() do
-    if uptime() > deadline then return false end
-    kinformer.step(50)
-  end
-  return true
-end
 
 local errors_seen = {}
 kinformer.on_error(function(err, where) errors_seen[#errors_seen + 1] = { err = tostring(err), where = where } end)

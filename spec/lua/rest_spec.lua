@@ -2,10 +2,8 @@
 local kinformer = require "kinformer"
 local cluster = require "support.cluster"
 
-local function must(v, err)
-  assert(v ~= nil, tostring(err))
-  return v
-end
+local helpers = require "support.helpers"
+local must = helpers.must
 
 local run_id = tostring(os.time()) .. tostring(math.random(1000, 9999))
 local function ns_name(s) return ("rest-%s-%s"):format(s, run_id) end

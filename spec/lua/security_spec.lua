@@ -5,17 +5,8 @@
 local kinformer = require "kinformer"
 local cluster = require "support.cluster"
 
-local function must(v, err)
-  assert(v ~= nil, tostring(err))
-  return v
-end
-
-local function uptime()
-  local f = io.open("/proc/uptime")
-  local t = tonumber(f:read("a"):match("^(%S+)"))
-  f:close()
-  return t
-end
+local helpers = require "support.helpers"
+local must, uptime = helpers.must, helpers.uptime
 
 local function sh(cmd)
   local p = assert(io.popen("(" .. cmd .. ") 2>&1"))

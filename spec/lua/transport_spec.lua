@@ -5,10 +5,8 @@
 local kinformer = require "kinformer"
 local cluster = require "support.cluster"
 
-local function must(v, err)
-  assert(v ~= nil, tostring(err))
-  return v
-end
+local helpers = require "support.helpers"
+local must = helpers.must
 
 local function now()
   local p = io.popen("date +%s.%N")

@@ -65,8 +65,9 @@ test-c: deps build/ctest
 	cd spec/c && ../../build/ctest
 
 # libFuzzer targets (clang), under AddressSanitizer and UndefinedBehaviorSanitizer: the watch framer and
-# event parser, list pages, kubeconfig files, exec credentials, the binding's JSON codec. `make fuzz` runs each for FUZZ_SECONDS
-# from the seeds in spec/fuzz/corpus/<target>/; what they find goes to build/fuzz/corpus-<target>/.
+# event parser, list pages, kubeconfig files, exec credentials, the binding's JSON codec. `make fuzz` runs
+# each for FUZZ_SECONDS from the seeds in spec/fuzz/corpus/<target>/; what they find goes to
+# build/fuzz/corpus-<target>/.
 .PHONY: fuzz fuzz-smoke test-valgrind
 FUZZ_TARGETS := watch list kubeconfig exec luajson
 FUZZ_SECONDS ?= 300

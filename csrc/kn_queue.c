@@ -21,8 +21,8 @@
  * good part of an update's cost waking each other in glibc. The Lua thread
  * gathers them (`spent`, under cmu), hands them over in groups and with
  * each batch it takes (`returned`, under mu), and the I/O thread frees them
- * at its next push. An idle queue has no pushes coming: the Lua thread then frees what
- * it holds itself, when the arena is quiet. */
+ * at its next push. An idle queue has no pushes coming: the Lua thread
+ * then frees what it holds itself, when the arena is quiet. */
 struct list {
     struct kn_qevent *head, *tail;
     size_t len;
@@ -60,16 +60,23 @@ struct kn_queue *kn_queue_ref(struct kn_queue *q)
     return q;
 }
 
+static void free_list(struct kn_qevent *ev)
+{
+    while (ev) {
+        struct kn_qevent *next = ev->next;
+        kn_qevent_free(ev);
+        ev = next;
+    }
+}
+
 void kn_queue_unref(struct kn_queue *q)
 {
-    struct kn_qevent *ev, *next;
     if (!q || __atomic_sub_fetch(&q->refs, 1, __ATOMIC_ACQ_REL) > 0)
         return;
-    for (int i = 0; i < 4; i++)
-        for (ev = i == 0 ? q->in.head : i == 1 ? q->out.head : i == 2 ? q->spent : q->returned; ev; ev = next) {
-            next = ev->next;
-            kn_qevent_free(ev);
-        }
+    free_list(q->in.head);
+    free_list(q->out.head);
+    free_list(q->spent);
+    free_list(q->returned);
     close(q->efd);
     pthread_mutex_destroy(&q->mu);
     pthread_mutex_destroy(&q->cmu);
@@ -106,15 +113,6 @@ static void signal_fd(struct kn_queue *q, int on)
     } else {
         while (read(q->efd, &v, sizeof v) < 0 && errno == EINTR)
             ;
-    }
-}
-
-static void free_list(struct kn_qevent *ev)
-{
-    while (ev) {
-        struct kn_qevent *next = ev->next;
-        kn_qevent_free(ev);
-        ev = next;
     }
 }
 
@@ -245,11 +243,7 @@ void kn_queue_drop(struct kn_queue *q, unsigned long source)
         signal_fd(q, 0);
     pthread_mutex_unlock(&q->mu);
     pthread_mutex_unlock(&q->cmu);
-    while (dropped) {
-        struct kn_qevent *next = dropped->next;
-        kn_qevent_free(dropped);
-        dropped = next;
-    }
+    free_list(dropped);
 }
 
 size_t kn_queue_length(struct kn_queue *q, unsigned long source)

@@ -41,6 +41,11 @@ struct kn_client {
     struct kn_stream *watches;     /* open watch streams, for the stall check: I/O thread only */
     struct kn_timer *stall_timer;
     double stall_due;          /* when stall_timer fires (monotonic s) */
+    /* the HTTP/2 liveness probe in flight (one per client): I/O thread only */
+    struct kn_stream *probe;
+    long probe_target;         /* the silent connection it was sent for */
+    int h2_seen;               /* a stream came over HTTP/2 (I/O thread; requests count in stats.http2) */
+    double probe_started;
 
     struct kn_exec_cred exec;
     int exec_valid;
@@ -145,6 +150,8 @@ done:
     return rc;
 }
 
+static void on_conn_idle(void *ud, long port, double last_in);
+
 struct kn_client *kn_client_new(struct kn_config *cfg, const struct kn_client_opts *opts, struct kn_err *err)
 {
     struct kn_client *c = calloc(1, sizeof *c);
@@ -168,11 +175,17 @@ struct kn_client *kn_client_new(struct kn_config *cfg, const struct kn_client_op
         kn_client_free(c);
         return NULL;
     }
+    if (c->opts.ping_interval_ms == 0)
+        c->opts.ping_interval_ms = 30000;
+    if (c->opts.ping_timeout_ms <= 0)
+        c->opts.ping_timeout_ms = 15000;
     c->loop = kn_loop_new(err);
     if (!c->loop) {
         kn_client_free(c);
         return NULL;
     }
+    if (!c->opts.http1 && c->opts.ping_interval_ms > 0)
+        kn_loop_on_idle(c->loop, c->opts.ping_interval_ms / 1e3, on_conn_idle, c);
     return c;
 }
 
@@ -617,6 +630,8 @@ struct kn_stream {
     double stall_s;            /* watches: the silence that ends them; 0: none */
     int stalled;
     long port;                 /* its connection's local port, once known (a transfer keeps it) */
+    int conn_dead;             /* its connection was ended as dead: report a stall, not a failure */
+    int is_probe;              /* the liveness probe: its 401 says nothing about the credential */
     struct kn_stream *next_watch;
 };
 
@@ -705,8 +720,15 @@ static void stall_check(void *ud)
     c->stall_timer = NULL;
     for (struct kn_stream *s = c->watches; s; s = s->next_watch) {
         double due;
+        long version = 0;
         if (s->stall_s <= 0 || s->stalled)
             continue; /* no limit, or already ending */
+        /* Over HTTP/2 the probe judges the whole connection: a quiet watch
+         * on a live connection is never ended for its own silence. */
+        if (!c->opts.http1 && c->opts.ping_interval_ms > 0 &&
+            curl_easy_getinfo(s->x.easy, CURLINFO_HTTP_VERSION, &version) == CURLE_OK &&
+            version == CURL_HTTP_VERSION_2_0)
+            continue;
         due = stall_deadline(s);
         if (due <= now && n < 64) {
             s->stalled = 1;
@@ -734,6 +756,11 @@ static size_t stream_body(char *p, size_t size, size_t n, void *ud)
     if (conn)
         *conn = s->last_byte;
     curl_easy_getinfo(s->x.easy, CURLINFO_RESPONSE_CODE, &status);
+    if (!s->c->h2_seen) {
+        long version = 0;
+        curl_easy_getinfo(s->x.easy, CURLINFO_HTTP_VERSION, &version);
+        s->c->h2_seen = version == CURL_HTTP_VERSION_2_0;
+    }
     /* Only a 2xx body is a stream; an error's body (a Status) is kept whole. */
     if (s->on_data && status >= 200 && status < 300) {
         if (s->on_data(s->ud, p, len) != 0) {
@@ -758,15 +785,24 @@ static void stream_done(struct kn_xfer *x, CURLcode rc)
     long connects = 0;
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &s->resp.status);
     curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &connects);
+    if (s->port <= 0)
+        curl_easy_getinfo(x->easy, CURLINFO_LOCAL_PORT, &s->port);
+    s->resp.port = s->port;
     pthread_mutex_lock(&c->mu);
     c->stats.requests++;
     c->stats.connections += (unsigned long)connects;
-    if (s->resp.status == 401)
+    if (s->resp.status == 401 && !s->is_probe)
         c->stale = 1; /* the next request fetches the credential again */
     pthread_mutex_unlock(&c->mu);
     if (s->stalled && rc == CURLE_ABORTED_BY_CALLBACK) {
         rc = CURLE_OPERATION_TIMEDOUT;
         snprintf(s->errbuf, sizeof s->errbuf, "no byte for %.0f s", s->stall_s);
+    }
+    if (s->conn_dead && rc != CURLE_OK && rc != CURLE_ABORTED_BY_CALLBACK) {
+        /* as for a stall: the watch resumes from its last version at once */
+        rc = CURLE_OPERATION_TIMEDOUT;
+        snprintf(s->errbuf, sizeof s->errbuf, "its HTTP/2 connection answered no probe within %.0f s",
+                 c->opts.ping_timeout_ms / 1e3);
     }
     s->resp.curl_code = (int)rc;
     if (rc == CURLE_ABORTED_BY_CALLBACK)
@@ -855,6 +891,86 @@ struct kn_stream *kn_client_stream(struct kn_client *c, const struct kn_request 
     s->x.done = stream_done;
     kn_loop_add(c->loop, &s->x);
     return s;
+}
+
+/* ---- HTTP/2 liveness ----
+ * client-go sends an HTTP/2 PING when a connection has read nothing for 30 s
+ * and closes it when no answer comes within 15 s. libcurl (7.88) can send a
+ * PING only from curl_easy_upkeep, which reaches the connections of an easy
+ * handle's own pool, not those of a multi handle. So the probe is the
+ * smallest request there is, GET /version, sent while the connection is
+ * silent: over HTTP/2 it is multiplexed onto that same connection (PIPEWAIT,
+ * the same TLS identity), and its answer, like a PING's, can only come if the
+ * connection still works. A connection that stays silent through the probe's
+ * timeout is ended under all its transfers (kn_loop_conn_kill), so that no
+ * watch or request is ever again put on it. */
+
+static void kill_conn(struct kn_client *c, long port)
+{
+    if (port <= 0 || kn_loop_conn_kill(c->loop, port) < 0)
+        return;
+    for (struct kn_stream *s = c->watches; s; s = s->next_watch) {
+        if (s->port <= 0)
+            curl_easy_getinfo(s->x.easy, CURLINFO_LOCAL_PORT, &s->port);
+        if (s->port == port)
+            s->conn_dead = 1;
+    }
+    pthread_mutex_lock(&c->mu);
+    c->stats.dead_conns++;
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void probe_done(void *ud, int ok, long status, const char *body, size_t len,
+                       const struct kn_response *resp, const struct kn_err *err)
+{
+    struct kn_client *c = ud;
+    double started = c->probe_started;
+    long target = c->probe_target;
+    (void)status, (void)body, (void)len;
+    c->probe = NULL;
+    if (ok == 0) { /* any answer, even a 401 or 403, came over the connection */
+        pthread_mutex_lock(&c->mu);
+        c->stats.pings++;
+        pthread_mutex_unlock(&c->mu);
+        return;
+    }
+    if (strcmp(err->reason, "Cancelled") == 0)
+        return;
+    /* No answer in time. Each connection that has still read nothing since
+     * the probe left is dead: the one the probe ran on, and the silent one it
+     * was sent for (over HTTP/2 the same; they differ only when libcurl put
+     * the probe on another connection). */
+    if (resp->port > 0 && kn_loop_conn_seen(c->loop, resp->port) <= started)
+        kill_conn(c, resp->port);
+    if (target != resp->port) {
+        double seen = kn_loop_conn_seen(c->loop, target);
+        if (seen >= 0 && seen <= started)
+            kill_conn(c, target);
+    }
+}
+
+static void on_conn_idle(void *ud, long port, double last_in)
+{
+    struct kn_client *c = ud;
+    struct kn_request req = { 0 };
+    struct kn_err err = { 0, "", "" };
+    int h2;
+    (void)last_in;
+    pthread_mutex_lock(&c->mu);
+    h2 = c->stats.http2 > 0 || c->h2_seen;
+    pthread_mutex_unlock(&c->mu);
+    /* HTTP/1.1 carries one transfer per connection: a probe could not reach
+     * the silent one (the stall limit watches those), and one is enough */
+    if (!h2 || c->probe)
+        return;
+    req.method = "GET";
+    req.path = "/version";
+    req.timeout_ms = c->opts.ping_timeout_ms;
+    c->probe_target = port;
+    c->probe_started = mono_s();
+    c->probe = kn_client_stream(c, &req, 0, NULL, probe_done, c, &err);
+    if (c->probe)
+        c->probe->is_probe = 1;
 }
 
 void kn_stream_cancel(struct kn_stream *s)

@@ -18,6 +18,13 @@ struct kn_client_opts {
     int burst;        /* requests allowed at once above qps; <= 0: max(1, qps) */
     int max_retries;  /* retries of 429/5xx/connection failures; < 0: none */
     int http1;        /* force HTTP/1.1 (default: HTTP/2 over TLS, one shared connection) */
+    /* HTTP/2 liveness, as client-go's ReadIdleTimeout and PingTimeout: a
+     * connection with transfers waiting that has received nothing for
+     * ping_interval_ms is probed, and ended when the probe gets no answer
+     * within ping_timeout_ms (every transfer on it fails over to a new one).
+     * 0: 30 s and 15 s; < 0: no probing. */
+    int ping_interval_ms;
+    int ping_timeout_ms;
 };
 
 struct kn_request {
@@ -38,7 +45,9 @@ struct kn_response {
     int retry_after;   /* seconds from a Retry-After header, or -1 */
     long http_version; /* 11 or 20: the protocol the answer came over */
     int attempts;      /* 1 + retries made */
-    int curl_code;     /* streams: libcurl's result (CURLE_OPERATION_TIMEDOUT: the stall limit hit) */
+    int curl_code;     /* streams: libcurl's result (CURLE_OPERATION_TIMEDOUT: the stall limit hit,
+                        * or its HTTP/2 connection was found dead) */
+    long port;         /* streams: the local port of the connection it ran on (0: none) */
 };
 
 struct kn_client_stats {
@@ -47,6 +56,8 @@ struct kn_client_stats {
     unsigned long retries;
     unsigned long http2;       /* answers that came over HTTP/2 */
     unsigned exec_runs;
+    unsigned long pings;          /* liveness probes answered */
+    unsigned long dead_conns;     /* connections ended because a probe went unanswered */
 };
 
 /* Takes ownership of cfg (also on failure). */

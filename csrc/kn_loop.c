@@ -6,7 +6,9 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <netinet/in.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,10 +21,16 @@ struct kn_timer {
     struct kn_timer *next;
 };
 
-/* A socket libcurl asked us to watch, and for what (CURL_POLL_IN/OUT/INOUT). */
+/* A socket libcurl asked us to watch, and for what (CURL_POLL_IN/OUT/INOUT).
+ * The loop is the one place that sees every byte arrive, whichever transfer
+ * or frame (an HTTP/2 PING's answer, a window update) it belongs to, so it
+ * keeps each connection's read time for the liveness check. */
 struct sock {
     curl_socket_t fd;
     int what;
+    long port;       /* local port: how transfers name their connection; 0 until known */
+    double last_in;  /* when the socket last became readable (monotonic s) */
+    int idle_told;   /* the idle hook ran for this silence; cleared by the next byte */
 };
 
 struct kn_loop {
@@ -39,6 +47,10 @@ struct kn_loop {
     struct kn_xfer *cancels;  /* asked to end (linked through ->next while ACTIVE) */
     struct kn_xfer *active;   /* in the multi handle; linked through ->next */
     struct kn_timer *timers;  /* sorted by due time */
+    /* the idle hook (set under mu, read by the I/O thread) */
+    double idle_s;
+    kn_loop_idle_fn idle_fn;
+    void *idle_ud;
 };
 
 static double mono(void)
@@ -46,6 +58,19 @@ static double mono(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static long local_port(curl_socket_t fd)
+{
+    struct sockaddr_storage a;
+    socklen_t len = sizeof a;
+    if (getsockname(fd, (struct sockaddr *)&a, &len) < 0)
+        return 0;
+    if (a.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&a)->sin_port);
+    if (a.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&a)->sin6_port);
+    return 0;
 }
 
 static void wake(struct kn_loop *l)
@@ -206,7 +231,8 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *ud, void *soc
             l->socks = n;
             l->socks_cap = cap;
         }
-        l->socks[l->nsocks++].fd = fd;
+        l->socks[l->nsocks] = (struct sock){ fd, 0, local_port(fd), mono(), 0 };
+        l->nsocks++;
     }
     l->socks[i].what = what;
     return 0;
@@ -217,6 +243,83 @@ static int on_timer(CURLM *multi, long timeout_ms, void *ud)
     struct kn_loop *l = ud;
     (void)multi;
     l->curl_due = timeout_ms < 0 ? -1 : mono() + timeout_ms / 1e3;
+    return 0;
+}
+
+/* Tells the idle hook about each connection that libcurl reads from (it has
+ * transfers waiting for an answer) and that has been silent for idle_s,
+ * once per silence. Returns the milliseconds until the next could be. */
+static int check_idle(struct kn_loop *l)
+{
+    double idle_s, now = mono(), next = -1;
+    kn_loop_idle_fn fn;
+    void *ud;
+    pthread_mutex_lock(&l->mu);
+    idle_s = l->idle_s;
+    fn = l->idle_fn;
+    ud = l->idle_ud;
+    pthread_mutex_unlock(&l->mu);
+    if (!fn || idle_s <= 0)
+        return 10000;
+    for (int i = 0; i < l->nsocks; i++) {
+        struct sock *k = &l->socks[i];
+        double due = k->last_in + idle_s;
+        if (!(k->what & CURL_POLL_IN) || k->idle_told)
+            continue;
+        if (due <= now) {
+            if (k->port <= 0)
+                k->port = local_port(k->fd);
+            k->idle_told = 1;
+            /* the hook only queues work (a probe); l->socks stays as it is */
+            fn(ud, k->port, k->last_in);
+        } else if (next < 0 || due < next) {
+            next = due;
+        }
+    }
+    if (next < 0)
+        return 10000;
+    next = (next - now) * 1e3 + 1;
+    return next < 10000 ? (int)next : 10000;
+}
+
+void kn_loop_on_idle(struct kn_loop *l, double idle_s, kn_loop_idle_fn fn, void *ud)
+{
+    pthread_mutex_lock(&l->mu);
+    l->idle_s = idle_s;
+    l->idle_fn = fn;
+    l->idle_ud = ud;
+    pthread_mutex_unlock(&l->mu);
+    wake(l);
+}
+
+static struct sock *sock_by_port(struct kn_loop *l, long port)
+{
+    for (int i = 0; port > 0 && i < l->nsocks; i++) {
+        if (l->socks[i].port <= 0)
+            l->socks[i].port = local_port(l->socks[i].fd);
+        if (l->socks[i].port == port)
+            return &l->socks[i];
+    }
+    return NULL;
+}
+
+double kn_loop_conn_seen(struct kn_loop *l, long port)
+{
+    struct sock *k = sock_by_port(l, port);
+    return k ? k->last_in : -1;
+}
+
+int kn_loop_conn_kill(struct kn_loop *l, long port)
+{
+    struct sock *k = sock_by_port(l, port);
+    if (!k)
+        return -1;
+    /* Both directions: libcurl's next read sees the end of the stream, fails
+     * every transfer on the connection and closes it; a connection that has
+     * ended is never picked for a new transfer. The socket stays libcurl's to
+     * close. */
+    shutdown(k->fd, SHUT_RDWR);
+    k->idle_told = 1;
     return 0;
 }
 
@@ -277,6 +380,11 @@ static void *run(void *arg)
         }
 
         wait = run_timers(l);
+        {
+            int idle_wait = check_idle(l);
+            if (idle_wait < wait)
+                wait = idle_wait;
+        }
         if (l->curl_due >= 0) {
             double ms = (l->curl_due - mono()) * 1e3;
             if (ms < wait)
@@ -309,7 +417,13 @@ static void *run(void *arg)
             while (read(l->wake_fd, &v, sizeof v) < 0 && errno == EINTR)
                 ;
         }
-        /* from the copy: socket_action may change l->socks */
+        /* l->socks still matches fds[1..n] here; socket_action may change it */
+        for (int i = 1; i <= n; i++)
+            if (fds[i].revents & (POLLIN | POLLHUP)) {
+                l->socks[i - 1].last_in = mono();
+                l->socks[i - 1].idle_told = 0;
+            }
+        /* from the copy */
         for (int i = 1; i <= n; i++) {
             int flags = 0;
             if (!fds[i].revents)

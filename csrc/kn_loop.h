@@ -51,6 +51,20 @@ int kn_loop_timer_cancel(struct kn_loop *l, struct kn_timer *t);
 void kn_loop_call(struct kn_loop *l, kn_loop_fn fn, void *ud);
 int kn_loop_on_thread(struct kn_loop *l);
 
+/* Connections, known by their local port (CURLINFO_LOCAL_PORT of a transfer
+ * on it). The idle hook runs on the I/O thread for every connection that
+ * libcurl reads from (it has transfers waiting) and that has received no
+ * byte for idle_s seconds, once per silence: a byte starts a new one. It may
+ * start transfers; idle_s <= 0 or fn NULL turns it off. */
+typedef void (*kn_loop_idle_fn)(void *ud, long port, double last_in);
+void kn_loop_on_idle(struct kn_loop *l, double idle_s, kn_loop_idle_fn fn, void *ud);
+/* I/O thread only. When a byte last came on the connection (monotonic
+ * seconds), or -1 when no socket of the loop has that port. */
+double kn_loop_conn_seen(struct kn_loop *l, long port);
+/* I/O thread only. Ends the connection under all its transfers (they fail,
+ * and libcurl never reuses it). Returns -1 when no socket has that port. */
+int kn_loop_conn_kill(struct kn_loop *l, long port);
+
 /* Lock and condition shared with callers that wait for their own transfers. */
 void kn_loop_lock(struct kn_loop *l);
 void kn_loop_unlock(struct kn_loop *l);

@@ -73,7 +73,13 @@ static int l_client(lua_State *L)
     co.max_retries = (int)luaL_optinteger(L, -1, 0);
     lua_getfield(L, 1, "http1");
     co.http1 = lua_toboolean(L, -1);
-    lua_pop(L, 6);
+    /* seconds; nil: the default, 0: no probing */
+    lua_getfield(L, 1, "ping_interval");
+    if (!lua_isnil(L, -1))
+        co.ping_interval_ms = lua_tonumber(L, -1) > 0 ? (int)(lua_tonumber(L, -1) * 1000) : -1;
+    lua_getfield(L, 1, "ping_timeout");
+    co.ping_timeout_ms = (int)(luaL_optnumber(L, -1, 0) * 1000);
+    lua_pop(L, 8);
 
     lc = lua_newuserdatauv(L, sizeof *lc, 0);
     lc->c = NULL;
@@ -153,7 +159,7 @@ static int l_stats(lua_State *L)
 {
     struct kn_client_stats st;
     kn_client_stats(check_client(L), &st);
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 7);
     lua_pushinteger(L, (lua_Integer)st.requests);
     lua_setfield(L, -2, "requests");
     lua_pushinteger(L, (lua_Integer)st.connections);
@@ -164,6 +170,10 @@ static int l_stats(lua_State *L)
     lua_setfield(L, -2, "http2");
     lua_pushinteger(L, (lua_Integer)st.exec_runs);
     lua_setfield(L, -2, "exec_runs");
+    lua_pushinteger(L, (lua_Integer)st.pings);
+    lua_setfield(L, -2, "pings");
+    lua_pushinteger(L, (lua_Integer)st.dead_conns);
+    lua_setfield(L, -2, "dead_connections");
     return 1;
 }
 

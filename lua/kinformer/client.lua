@@ -13,6 +13,7 @@ local json_encode, json_decode = core.json_encode, core.json_decode
 local option_types = {
   kubeconfig = "string", context = "string", in_cluster = "boolean", timeout = "number",
   qps = "number", burst = "number", max_retries = "number", http1 = "boolean",
+  ping_interval = "number", ping_timeout = "number",
 }
 
 -- Defaults: a rate limit that protects the server from a runaway loop yet
@@ -35,6 +36,12 @@ local function check_options(opts)
   end
   if opts.timeout and opts.timeout <= 0 then
     error("kinformer.client: timeout must be a positive number of seconds", 3)
+  end
+  if opts.ping_interval and opts.ping_interval < 0 then
+    error("kinformer.client: ping_interval must be a number of seconds >= 0 (0: no probing)", 3)
+  end
+  if opts.ping_timeout and opts.ping_timeout <= 0 then
+    error("kinformer.client: ping_timeout must be a positive number of seconds", 3)
   end
   if opts.in_cluster and (opts.kubeconfig or opts.context) then
     error("kinformer.client: in_cluster excludes kubeconfig and context", 3)
@@ -138,7 +145,7 @@ function Client:exec_runs()
   return self._h:stats().exec_runs
 end
 
---- Transport counters: { requests, connections, retries, exec_runs }.
+--- Transport counters: { requests, connections, retries, http2, exec_runs, pings, dead_connections }.
 function Client:transport_stats()
   return self._h:stats()
 end

@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* explicit_bzero */
 #include "kn_client.h"
 
 #include <curl/curl.h>
@@ -11,7 +12,7 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "kn_exec.h"
+#include "kn_creds.h"
 #include "kn_loop.h"
 
 struct kn_client {
@@ -20,19 +21,15 @@ struct kn_client {
     char *base;                /* URL prefix requests are sent to */
     struct curl_slist *connect_to; /* tls-server-name: connect to the real host */
     struct kn_loop *loop;      /* the I/O thread; all transfers share its connections */
-    pthread_mutex_t mu;        /* guards the credential caches, the limiter and the stats */
+    pthread_mutex_t mu;        /* guards the limiter and the stats */
+    struct kn_creds *creds;    /* token, certificate, token file, exec plugin */
+    struct kn_stream *waiting; /* streams waiting for a credential: I/O thread only */
 
     /* rate limiter: a token bucket; tokens may go negative (reservations) */
     double tokens;
     double refilled_at;
     unsigned seed;             /* for jitter; per client, no global state */
     struct kn_client_stats stats;
-
-    /* token file cache, re-read when the file changes (rotation) */
-    char *file_token;
-    struct timespec file_mtime;
-    off_t file_size;
-    ino_t file_ino;
 
     /* when a byte last came on each connection, for the watches' stall
      * limit: I/O thread only */
@@ -46,11 +43,6 @@ struct kn_client {
     long probe_target;         /* the silent connection it was sent for */
     int h2_seen;               /* a stream came over HTTP/2 (I/O thread; requests count in stats.http2) */
     double probe_started;
-
-    struct kn_exec_cred exec;
-    int exec_valid;
-    int stale;                 /* a stream got 401: refresh the credential */
-    unsigned exec_runs;
 };
 
 const struct kn_config *kn_client_config(const struct kn_client *c)
@@ -62,8 +54,8 @@ void kn_client_stats(struct kn_client *c, struct kn_client_stats *out)
 {
     pthread_mutex_lock(&c->mu);
     *out = c->stats;
-    out->exec_runs = c->exec_runs;
     pthread_mutex_unlock(&c->mu);
+    out->exec_runs = kn_creds_exec_runs(c->creds);
 }
 
 static double mono_s(void)
@@ -151,6 +143,8 @@ done:
 }
 
 static void on_conn_idle(void *ud, long port, double last_in);
+static void creds_ready(void *ud);
+static void fail_waiting(void *ud);
 
 struct kn_client *kn_client_new(struct kn_config *cfg, const struct kn_client_opts *opts, struct kn_err *err)
 {
@@ -184,6 +178,11 @@ struct kn_client *kn_client_new(struct kn_config *cfg, const struct kn_client_op
         kn_client_free(c);
         return NULL;
     }
+    c->creds = kn_creds_new(cfg, c->opts.timeout_ms > 60000 ? c->opts.timeout_ms : 60000, creds_ready, c, err);
+    if (!c->creds) {
+        kn_client_free(c);
+        return NULL;
+    }
     if (!c->opts.http1 && c->opts.ping_interval_ms > 0)
         kn_loop_on_idle(c->loop, c->opts.ping_interval_ms / 1e3, on_conn_idle, c);
     return c;
@@ -193,69 +192,19 @@ void kn_client_free(struct kn_client *c)
 {
     if (!c)
         return;
+    /* no refresh starts now, and one in flight has ended (its ready() posts
+     * to the loop, which must still be there) */
+    kn_creds_close(c->creds);
+    if (c->loop)
+        kn_loop_call(c->loop, fail_waiting, c);
     kn_loop_free(c->loop); /* its timers (the stall check) go with it */
     free(c->conns);
     curl_slist_free_all(c->connect_to);
     free(c->base);
-    if (c->file_token)
-        memset(c->file_token, 0, strlen(c->file_token));
-    free(c->file_token);
-    kn_exec_cred_clear(&c->exec);
+    kn_creds_free(c->creds);
     kn_config_free(c->cfg);
     pthread_mutex_destroy(&c->mu);
     free(c);
-}
-
-/* The token of the token file, read again whenever the file changed: bound
- * service account tokens rotate about every hour. */
-static const char *file_token(struct kn_client *c, int force, struct kn_err *err)
-{
-    struct stat st;
-    size_t len;
-    char *t;
-    if (stat(c->cfg->token_file, &st) < 0) {
-        kn_err_set(err, 0, "Config", "%s: cannot read the token file %s: %s", c->cfg->origin, c->cfg->token_file,
-                   strerror(errno));
-        return NULL;
-    }
-    if (!force && c->file_token && st.st_mtim.tv_sec == c->file_mtime.tv_sec &&
-        st.st_mtim.tv_nsec == c->file_mtime.tv_nsec && st.st_size == c->file_size && st.st_ino == c->file_ino)
-        return c->file_token;
-    t = kn_read_file(c->cfg->token_file, &len);
-    if (!t) {
-        kn_err_set(err, 0, "Config", "%s: cannot read the token file %s: %s", c->cfg->origin, c->cfg->token_file,
-                   strerror(errno));
-        return NULL;
-    }
-    while (len && (t[len - 1] == '\n' || t[len - 1] == '\r' || t[len - 1] == ' '))
-        t[--len] = '\0';
-    if (!len) {
-        free(t);
-        kn_err_set(err, 0, "Config", "%s: the token file %s is empty", c->cfg->origin, c->cfg->token_file);
-        return NULL;
-    }
-    if (c->file_token)
-        memset(c->file_token, 0, strlen(c->file_token));
-    free(c->file_token);
-    c->file_token = t;
-    c->file_mtime = st.st_mtim;
-    c->file_size = st.st_size;
-    c->file_ino = st.st_ino;
-    return t;
-}
-
-/* Runs the exec plugin when there is no credential yet or it has expired. */
-static int exec_cred(struct kn_client *c, int force, struct kn_err *err)
-{
-    if (c->exec_valid && !force && (c->exec.expiry == 0 || time(NULL) < c->exec.expiry))
-        return 0;
-    kn_exec_cred_clear(&c->exec);
-    c->exec_valid = 0;
-    c->exec_runs++;
-    if (kn_exec_run(c->cfg, c->opts.timeout_ms > 60000 ? c->opts.timeout_ms : 60000, &c->exec, err) < 0)
-        return -1;
-    c->exec_valid = 1;
-    return 0;
 }
 
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
@@ -388,7 +337,7 @@ static CURL *make_easy(struct kn_client *c, const struct kn_request *req, const 
          * wiped by the caller; it never reaches a message. */
         snprintf(line, sizeof line, "Authorization: Bearer %s", token);
         hdrs = curl_slist_append(hdrs, line);
-        memset(line, 0, sizeof line);
+        explicit_bzero(line, sizeof line);
     }
     if (cfg->as_user) {
         snprintf(line, sizeof line, "Impersonate-User: %s", cfg->as_user);
@@ -429,7 +378,7 @@ static const char *unsafe_header(const struct kn_config *cfg, const char *token)
 static void wipe_headers(struct curl_slist *hdrs)
 {
     for (struct curl_slist *h = hdrs; h; h = h->next)
-        memset(h->data, 0, strlen(h->data));
+        explicit_bzero(h->data, strlen(h->data));
     curl_slist_free_all(hdrs);
 }
 
@@ -511,68 +460,6 @@ static double backoff_s(struct kn_client *c, int attempt, int retry_after)
     return base * jitter;
 }
 
-/* A private copy of the credentials to send: fetched (and refreshed) under
- * the lock, so that a concurrent refresh never frees what a transfer uses. */
-struct creds {
-    char *token;
-    struct kn_blob cert, key; /* copies when they came from the exec plugin */
-    int own_cert;
-};
-
-static void creds_free(struct creds *k)
-{
-    if (k->token)
-        memset(k->token, 0, strlen(k->token));
-    free(k->token);
-    if (k->own_cert) {
-        free(k->cert.data);
-        if (k->key.data)
-            memset(k->key.data, 0, k->key.len);
-        free(k->key.data);
-    }
-    memset(k, 0, sizeof *k);
-}
-
-static int get_creds(struct kn_client *c, int refresh, struct creds *k, struct kn_err *err)
-{
-    const struct kn_config *cfg = c->cfg;
-    const char *token = cfg->token;
-    memset(k, 0, sizeof *k);
-    k->cert = cfg->cert;
-    k->key = cfg->key;
-    pthread_mutex_lock(&c->mu);
-    refresh |= c->stale;
-    c->stale = 0;
-    if (cfg->exec) {
-        if (exec_cred(c, refresh, err) < 0) {
-            pthread_mutex_unlock(&c->mu);
-            return -1;
-        }
-        if (c->exec.token)
-            token = c->exec.token;
-        if (c->exec.cert.len) {
-            k->own_cert = 1;
-            k->cert.data = malloc(c->exec.cert.len);
-            k->key.data = malloc(c->exec.key.len);
-            if (k->cert.data && k->key.data) {
-                memcpy(k->cert.data, c->exec.cert.data, k->cert.len = c->exec.cert.len);
-                memcpy(k->key.data, c->exec.key.data, k->key.len = c->exec.key.len);
-            }
-        }
-    }
-    if (cfg->token_file && !(cfg->exec && c->exec.token)) {
-        token = file_token(c, refresh, err);
-        if (!token) {
-            pthread_mutex_unlock(&c->mu);
-            creds_free(k);
-            return -1;
-        }
-    }
-    k->token = token ? strdup(token) : NULL;
-    pthread_mutex_unlock(&c->mu);
-    return 0;
-}
-
 int kn_client_request(struct kn_client *c, const struct kn_request *req, struct kn_response *resp,
                       struct kn_err *err)
 {
@@ -582,13 +469,15 @@ int kn_client_request(struct kn_client *c, const struct kn_request *req, struct 
      * answer in 5 s gets one, error or not. */
     double deadline = mono_s() + (req->timeout_ms > 0 ? req->timeout_ms : c->opts.timeout_ms) / 1e3;
     for (;;) {
-        struct creds k;
+        const struct kn_cred *k;
         CURLcode rc;
-        if (get_creds(c, refreshed, &k, err) < 0)
+        /* a plugin runs on the creds' refresh thread; this thread waits */
+        k = kn_creds_get(c->creds, refreshed, err);
+        if (!k)
             return -1;
         rate_limit(c);
-        rc = perform(c, req, resp, k.token, &k.cert, &k.key, err);
-        creds_free(&k);
+        rc = perform(c, req, resp, k->token, &k->cert, &k->key, err);
+        kn_cred_release(k);
         resp->attempts = retries + refreshed + 1;
 
         /* A 401 may only mean a rotated or expired credential: fetch it
@@ -633,6 +522,10 @@ struct kn_stream {
     int conn_dead;             /* its connection was ended as dead: report a stall, not a failure */
     int is_probe;              /* the liveness probe: its 401 says nothing about the credential */
     struct kn_stream *next_watch;
+    /* waiting for a credential (c->waiting): what to start once it comes */
+    struct kn_request *later;
+    int watch;
+    struct kn_stream *next_waiting;
 };
 
 /* The connection a stream runs on: over HTTP/2 many watches share one, and
@@ -791,9 +684,9 @@ static void stream_done(struct kn_xfer *x, CURLcode rc)
     pthread_mutex_lock(&c->mu);
     c->stats.requests++;
     c->stats.connections += (unsigned long)connects;
-    if (s->resp.status == 401 && !s->is_probe)
-        c->stale = 1; /* the next request fetches the credential again */
     pthread_mutex_unlock(&c->mu);
+    if (s->resp.status == 401 && !s->is_probe)
+        kn_creds_stale(c->creds); /* the next request fetches the credential again */
     if (s->stalled && rc == CURLE_ABORTED_BY_CALLBACK) {
         rc = CURLE_OPERATION_TIMEDOUT;
         snprintf(s->errbuf, sizeof s->errbuf, "no byte for %.0f s", s->stall_s);
@@ -820,12 +713,138 @@ static void stream_done(struct kn_xfer *x, CURLcode rc)
     free(s);
 }
 
+static int stream_start(struct kn_stream *s, const struct kn_request *req, int watch, const struct kn_cred *k,
+                        struct kn_err *err);
+
+static void request_free(struct kn_request *r)
+{
+    if (!r)
+        return;
+    if (r->body)
+        explicit_bzero((char *)r->body, r->body_len); /* it may be a Secret */
+    free((char *)r->body);
+    free((char *)r->content_type);
+    free((char *)r->accept);
+    free(r);
+}
+
+/* Frees a stream that has no transfer (it never started). */
+static void stream_forget(struct kn_stream *s)
+{
+    request_free(s->later);
+    kn_buf_free(&s->resp.body);
+    free(s->url);
+    free(s->method);
+    free(s);
+}
+
+/* Ends a stream that never started, with on_done as a transfer would. */
+static void stream_fail(struct kn_stream *s, const struct kn_err *err)
+{
+    s->on_done(s->ud, -1, 0, "", 0, &s->resp, err);
+    stream_forget(s);
+}
+
+/* Queues a stream until the credential refresh ends (creds_arrived), with a
+ * copy of what its transfer needs. Last in the list, so streams start in
+ * the order they were opened. */
+static int stream_defer(struct kn_stream *s, const struct kn_request *req, int watch)
+{
+    struct kn_request *r = calloc(1, sizeof *r);
+    struct kn_stream **p;
+    if (!r)
+        return -1;
+    r->method = s->method;
+    r->path = "";
+    r->body_len = req->body_len;
+    r->timeout_ms = req->timeout_ms;
+    r->idempotent = req->idempotent;
+    if (req->body) {
+        char *b = malloc(req->body_len + 1);
+        if (b)
+            memcpy(b, req->body, req->body_len);
+        r->body = b;
+    }
+    r->content_type = req->content_type ? strdup(req->content_type) : NULL;
+    r->accept = req->accept ? strdup(req->accept) : NULL;
+    if ((req->body && !r->body) || (req->content_type && !r->content_type) || (req->accept && !r->accept)) {
+        request_free(r);
+        return -1;
+    }
+    s->later = r;
+    s->watch = watch;
+    for (p = &s->c->waiting; *p; p = &(*p)->next_waiting)
+        ;
+    *p = s;
+    return 0;
+}
+
+static void unwait(struct kn_stream *s)
+{
+    for (struct kn_stream **p = &s->c->waiting; *p; p = &(*p)->next_waiting)
+        if (*p == s) {
+            *p = s->next_waiting;
+            break;
+        }
+    s->next_waiting = NULL;
+}
+
+/* On the I/O thread, after a refresh ended: the waiting streams start with
+ * the new credential, or end with the refresh's error. One at a time from
+ * the list, re-asking each time: an on_done may open or cancel streams, or
+ * a 401 may have started the next refresh meanwhile (then they wait for it). */
+static void creds_arrived(void *ud)
+{
+    struct kn_client *c = ud;
+    while (c->waiting) {
+        struct kn_err err = { 0, "", "" };
+        struct kn_stream *s = c->waiting;
+        struct kn_request *req;
+        int pending = 0;
+        const struct kn_cred *k = kn_creds_poll(c->creds, 0, &pending, &err);
+        if (!k && pending)
+            return; /* the next refresh's ready() comes */
+        unwait(s);
+        req = s->later;
+        s->later = NULL;
+        if (!k || stream_start(s, req, s->watch, k, &err) < 0) {
+            s->later = req; /* freed with the stream */
+            stream_fail(s, &err);
+        } else {
+            request_free(req);
+        }
+    }
+}
+
+/* On the refresh thread: the waiting streams are the I/O thread's. A timer
+ * is all the loop offers to run there; without memory for one, retried
+ * briefly rather than leaving streams waiting for ever. */
+static void creds_ready(void *ud)
+{
+    struct kn_client *c = ud;
+    for (int i = 0; i < 200 && !kn_loop_after(c->loop, 0, creds_arrived, c); i++)
+        sleep_s(0.01);
+}
+
+static void fail_waiting(void *ud)
+{
+    struct kn_client *c = ud;
+    while (c->waiting) {
+        struct kn_stream *s = c->waiting;
+        struct kn_err err;
+        unwait(s);
+        kn_err_set(&err, 0, "Cancelled", "%s %s: cancelled (the client is closed)", s->method, s->url);
+        stream_fail(s, &err);
+    }
+}
+
 struct kn_stream *kn_client_stream(struct kn_client *c, const struct kn_request *req, int watch,
                                    kn_stream_data_fn on_data, kn_stream_done_fn on_done, void *ud,
                                    struct kn_err *err)
 {
     struct kn_stream *s = calloc(1, sizeof *s);
-    struct creds k;
+    const struct kn_cred *k;
+    int pending = 0;
     if (!s) {
         kn_err_set(err, 0, "Transport", "out of memory");
         return NULL;
@@ -845,31 +864,42 @@ struct kn_stream *kn_client_stream(struct kn_client *c, const struct kn_request 
         return NULL;
     }
     sprintf(s->url, "%s%s", c->base, req->path);
-    if (get_creds(c, 0, &k, err) < 0) {
-        free(s->url);
-        free(s->method);
-        free(s);
+    /* This is the I/O thread, which every watch of the client needs: it
+     * never waits for an exec plugin. While a refresh runs the stream waits
+     * in c->waiting and starts when the credential comes (creds_arrived),
+     * rather than failing into its reflector's backoff: it starts as soon as
+     * it can, and a slow plugin is not reported as an error. */
+    k = kn_creds_poll(c->creds, 1, &pending, err);
+    if (!k && pending && stream_defer(s, req, watch) == 0)
+        return s;
+    if (!k || stream_start(s, req, watch, k, err) < 0) {
+        if (!k && pending)
+            kn_err_set(err, 0, "Transport", "out of memory");
+        stream_forget(s);
         return NULL;
     }
-    if (unsafe_header(c->cfg, k.token) || (k.token && strlen(k.token) > 8192)) {
-        const char *unsafe = unsafe_header(c->cfg, k.token);
+    return s;
+}
+
+/* Sets up the stream's transfer and hands it to the loop; releases k. */
+static int stream_start(struct kn_stream *s, const struct kn_request *req, int watch, const struct kn_cred *k,
+                        struct kn_err *err)
+{
+    struct kn_client *c = s->c;
+    if (unsafe_header(c->cfg, k->token) || (k->token && strlen(k->token) > 8192)) {
+        const char *unsafe = unsafe_header(c->cfg, k->token);
         kn_err_set(err, 0, "Config", "%s: %s cannot be sent in a header (%s)", c->cfg->origin,
                    unsafe ? unsafe : "the bearer token", unsafe ? "it contains a control character" : "over 8 KiB");
-        creds_free(&k);
-        free(s->url);
-        free(s->method);
-        free(s);
-        return NULL;
+        kn_cred_release(k);
+        return -1;
     }
-    s->x.easy = make_easy(c, req, s->url, &s->resp, s->errbuf, k.token, &k.cert, &k.key, &s->hdrs);
-    creds_free(&k);
+    s->x.easy = make_easy(c, req, s->url, &s->resp, s->errbuf, k->token, &k->cert, &k->key, &s->hdrs);
+    kn_cred_release(k);
     if (!s->x.easy) {
         wipe_headers(s->hdrs);
-        free(s->url);
-        free(s->method);
-        free(s);
+        s->hdrs = NULL;
         kn_err_set(err, 0, "Transport", "libcurl could not create a handle");
-        return NULL;
+        return -1;
     }
     curl_easy_setopt(s->x.easy, CURLOPT_WRITEFUNCTION, stream_body);
     curl_easy_setopt(s->x.easy, CURLOPT_WRITEDATA, s);
@@ -890,7 +920,7 @@ struct kn_stream *kn_client_stream(struct kn_client *c, const struct kn_request 
     }
     s->x.done = stream_done;
     kn_loop_add(c->loop, &s->x);
-    return s;
+    return 0;
 }
 
 /* ---- HTTP/2 liveness ----
@@ -975,6 +1005,14 @@ static void on_conn_idle(void *ud, long port, double last_in)
 
 void kn_stream_cancel(struct kn_stream *s)
 {
+    if (s->later) {
+        /* still waiting for a credential: no transfer yet */
+        struct kn_err err;
+        unwait(s);
+        kn_err_set(&err, 0, "Cancelled", "%s %s: cancelled", s->method, s->url);
+        stream_fail(s, &err);
+        return;
+    }
     kn_loop_cancel(s->c->loop, &s->x);
 }
 

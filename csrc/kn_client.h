@@ -1,6 +1,6 @@
 /* The REST transport: one API server, one identity, requests over libcurl.
- * Credentials (token files, exec plugins) are fetched and refreshed here, so
- * callers above never see them. */
+ * Credentials (token files, exec plugins) come from kn_creds, fetched and
+ * refreshed out of sight of the callers above. */
 #ifndef KN_CLIENT_H
 #define KN_CLIENT_H
 

@@ -1,5 +1,6 @@
 /* Where a client's configuration comes from, in kubectl's order, and the
  * in-cluster service account. */
+#define _GNU_SOURCE /* explicit_bzero */
 #include "kn_config.h"
 
 #include <ctype.h>
@@ -26,13 +27,15 @@ void kn_config_free(struct kn_config *c)
     free(c->tls_server_name);
     free(c->proxy_url);
     free(c->ca.data);
-    if (c->token) /* do not leave a credential behind in freed memory */
-        memset(c->token, 0, strlen(c->token));
+    /* do not leave a credential behind in freed memory; explicit_bzero,
+     * since a memset right before free may be dropped by the compiler */
+    if (c->token)
+        explicit_bzero(c->token, strlen(c->token));
     free(c->token);
     free(c->token_file);
     free(c->cert.data);
     if (c->key.data)
-        memset(c->key.data, 0, c->key.len);
+        explicit_bzero(c->key.data, c->key.len);
     free(c->key.data);
     free(c->as_user);
     free(c->as_uid);

@@ -1,4 +1,4 @@
-#define _GNU_SOURCE /* pipe2, timegm */
+#define _GNU_SOURCE /* pipe2, timegm, explicit_bzero */
 #include "kn_exec.h"
 
 #include <errno.h>
@@ -21,11 +21,12 @@ extern char **environ;
 
 void kn_exec_cred_clear(struct kn_exec_cred *c)
 {
+    /* explicit_bzero: a memset right before free may be dropped by the compiler */
     if (c->token)
-        memset(c->token, 0, strlen(c->token));
+        explicit_bzero(c->token, strlen(c->token));
     free(c->token);
     if (c->key.data)
-        memset(c->key.data, 0, c->key.len);
+        explicit_bzero(c->key.data, c->key.len);
     free(c->key.data);
     free(c->cert.data);
     memset(c, 0, sizeof *c);
@@ -211,6 +212,7 @@ int kn_exec_run(const struct kn_config *cfg, int timeout_ms, struct kn_exec_cred
     posix_spawnattr_t sa;
     sigset_t none, dfl;
     struct kn_buf outb = {0};
+    char chunk[4096]; /* the plugin's output, read into outb */
     pid_t pid;
     double deadline;
 
@@ -272,7 +274,6 @@ int kn_exec_run(const struct kn_config *cfg, int timeout_ms, struct kn_exec_cred
     rc = -1;
     deadline = now_ms() + timeout_ms;
     for (;;) {
-        char chunk[4096];
         struct pollfd pfd = { fds[0], POLLIN, 0 };
         double left = deadline - now_ms();
         ssize_t n;
@@ -332,7 +333,8 @@ done:
     if (fds[0] >= 0) close(fds[0]);
     if (fds[1] >= 0) close(fds[1]);
     if (outb.data)
-        memset(outb.data, 0, outb.len); /* it held the credential */
+        explicit_bzero(outb.data, outb.len); /* it held the credential */
+    explicit_bzero(chunk, sizeof chunk);
     kn_buf_free(&outb);
     free(info);
     free(env);

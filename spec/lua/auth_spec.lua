@@ -2,6 +2,7 @@
 -- $KUBECONFIG files and the in-cluster service account.
 local kinformer = require "kinformer"
 local cluster = require "support.cluster"
+local helpers = require "support.helpers"
 local cjson = require "cjson"
 
 local plugin = (function()
@@ -102,6 +103,84 @@ describe("exec credential plugins", function()
     assert.matches("exited with status 1", err.message)
     os.remove(dir .. "/fail")
     assert.are.equal("Namespace", assert(read_ns(c)).kind)
+  end)
+
+  -- A plugin that takes seconds (a cloud SDK, a login) must not hold up the
+  -- client's other watches: it runs off the I/O thread, and only the streams
+  -- that need the new credential wait for it. A second process writes a
+  -- ConfigMap every 100 ms, stamped with the time (seconds since boot, which
+  -- both processes read alike); the delay of an event is when its callback
+  -- runs minus that stamp.
+  it("keeps the client's other watches flowing while the plugin refreshes slowly", function()
+    local must, uptime, spin = helpers.must, helpers.uptime, helpers.spin
+    local admin = must(kinformer.client{ kubeconfig = cluster.kubeconfig })
+    local ns = ("auth-slow-%d-%d"):format(os.time() % 100000, math.random(1000, 9999))
+    must(admin:create("namespaces", { metadata = { name = ns } }))
+    cluster.write(dir .. "/token", cluster.token)
+    cluster.write(dir .. "/ttl", "3")
+    local c = must(kinformer.client{ kubeconfig = exec_kubeconfig(dir, "client.authentication.k8s.io/v1") })
+    local inf = must(c:informer("configmaps", { namespace = ns }))
+    local seen = {}
+    local function note(o)
+      local t = o.data and tonumber(o.data.t)
+      if t then
+        local now = uptime()
+        seen[#seen + 1] = { at = now, delay = now - t }
+      end
+    end
+    inf:on("add", note)
+    inf:on("update", function(_, o) note(o) end)
+    must(inf:wait_for_sync(20))
+    local expires = uptime() + 3
+
+    local stop = dir .. "/stop"
+    local writer = io.popen(("env KC=%q NS=%q STOP=%q SPEC_LUA_PATH=%q SPEC_LUA_CPATH=%q lua5.4 - 2>&1 <<'EOF'\n%s\nEOF")
+      :format(cluster.kubeconfig, ns, stop, package.path, package.cpath, [[
+package.path = os.getenv("SPEC_LUA_PATH")
+package.cpath = os.getenv("SPEC_LUA_CPATH")
+local kinformer = require "kinformer"
+local uptime = require("support.helpers").uptime
+local c = assert(kinformer.client{ kubeconfig = os.getenv("KC") })
+local cm = { metadata = { name = "tick", namespace = os.getenv("NS") }, data = { t = "" } }
+local n, done = 0, false
+while not done and n < 400 do
+  cm.data.t = ("%.2f"):format(uptime())
+  cm = assert((n == 0 and c.create or c.update)(c, "configmaps", cm))
+  n = n + 1
+  os.execute("sleep 0.1")
+  local f = io.open(os.getenv("STOP"))
+  if f then f:close() done = true end
+end
+print("writes " .. n)
+]]))
+    -- the credential expires meanwhile; the next stream opened needs a refresh, which now sleeps 5 s
+    assert.is_true(spin(function() return uptime() > expires + 1 end, 10))
+    cluster.write(dir .. "/sleep", "5")
+    local refresh_start = uptime()
+    local inf2 = must(c:informer("secrets", { namespace = ns }))
+    inf2:start()
+    local synced = spin(function() return inf2:has_synced() end, 20)
+    local refresh_end = uptime()
+    spin(function() return false end, 1)
+    cluster.write(stop, "")
+    local out = writer:read("a")
+    writer:close()
+    c:stop_all{ clear = true }
+    admin:delete("namespaces", ns)
+
+    assert.is_true(synced)
+    assert.matches("writes %d+", out)
+    assert.are.equal(2, c:exec_runs())
+    assert.is_true(refresh_end - refresh_start >= 4.5, "the plugin slept, and the new list waited for it")
+    local during, worst = 0, 0
+    for _, e in ipairs(seen) do
+      if e.at >= refresh_start and e.at <= refresh_end then during = during + 1 end
+      if e.delay > worst then worst = e.delay end
+    end
+    print(("slow refresh: %.1f s; %d events, %d during it; worst delay %.2f s"):format(
+      refresh_end - refresh_start, #seen, during, worst))
+    assert.is_true(during >= 20, ("only %d events arrived while the plugin ran"):format(during))
+    assert.is_true(worst < 1, ("an event was delayed %.2f s"):format(worst))
   end)
 
   it("reports a plugin that is not installed, with its install hint", function()

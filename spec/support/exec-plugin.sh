@@ -7,8 +7,10 @@
 #   cert, key  when present, a client certificate is handed out instead
 #   info   receives $KUBERNETES_EXEC_INFO
 #   fail   when present, the plugin complains on stderr and exits 1
+#   sleep  when present, the plugin first sleeps that many seconds (a slow refresh)
 set -eu
 echo run >>"$KP_DIR/runs"
+if [ -e "$KP_DIR/sleep" ]; then sleep "$(cat "$KP_DIR/sleep")"; fi
 printf '%s' "${KUBERNETES_EXEC_INFO:-}" >"$KP_DIR/info"
 if [ -e "$KP_DIR/fail" ]; then
   echo "exec-plugin: told to fail" >&2

@@ -44,7 +44,7 @@ int af_failed(void)
 
 static int fail_now(void)
 {
-    if (counting && ++count == fail_at) {
+    if (__atomic_load_n(&counting, __ATOMIC_SEQ_CST) && __atomic_add_fetch(&count, 1, __ATOMIC_SEQ_CST) == fail_at) {
         failed = 1;
         errno = ENOMEM;
         return 1;
@@ -70,6 +70,16 @@ void *__wrap_realloc(void *p, size_t n)
 char *__wrap_strdup(const char *s)
 {
     return fail_now() ? NULL : __real_strdup(s);
+}
+
+void *af_malloc(size_t n)
+{
+    return __real_malloc(n);
+}
+
+char *af_strdup(const char *s)
+{
+    return __real_strdup(s);
 }
 
 unsigned long af_every(void (*scenario)(void *arg, unsigned long n), void *arg)

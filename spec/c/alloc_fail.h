@@ -6,6 +6,8 @@
 #ifndef ALLOC_FAIL_H
 #define ALLOC_FAIL_H
 
+#include <stddef.h>
+
 /* Starts counting allocations: the n-th from now fails (0: none does). */
 void af_arm(unsigned long n);
 /* Stops counting (a scenario's setup and checks allocate freely). */
@@ -20,5 +22,9 @@ int af_failed(void);
  * what is under test and checks its own invariants. Returns the number of
  * allocations of the clean run. */
 unsigned long af_every(void (*scenario)(void *arg, unsigned long n), void *arg);
+
+/* Allocations of the tests' own (a fake server's copies) that never fail or count. */
+void *af_malloc(size_t n);
+char *af_strdup(const char *s);
 
 #endif

@@ -16,7 +16,7 @@ PKG_LIBS    := $(shell pkg-config --libs libcurl yaml-0.1 2>/dev/null || echo -l
 
 CORE_SRC := csrc/kn_err.c csrc/kn_buf.c csrc/kn_base64.c csrc/kn_json.c csrc/kn_kubeconfig.c \
             csrc/kn_config.c csrc/kn_exec.c csrc/kn_creds.c csrc/kn_loop.c csrc/kn_client.c csrc/kn_obj.c \
-            csrc/kn_watch.c csrc/kn_list.c csrc/kn_store.c csrc/kn_queue.c csrc/kn_reflector.c
+            csrc/kn_watch.c csrc/kn_list.c csrc/kn_store.c csrc/kn_queue.c csrc/kn_reflector.c csrc/kn_reflector_client.c
 BIND_SRC := csrc/lk_core.c csrc/lk_json.c csrc/lk_informer.c
 HDRS     := $(wildcard csrc/*.h)
 MODULE   := lua/kinformer/core.so
@@ -55,12 +55,14 @@ lint: deps
 	luacheck -q --std lua54 lua examples
 	luacheck -q --std lua54+busted --max-line-length 130 spec
 
-# C unit tests, under AddressSanitizer and UndefinedBehaviorSanitizer. KN_TEST_ALLOC lets
-# spec/c/test_creds.c fail the allocation of a credential.
+# C unit tests, under AddressSanitizer and UndefinedBehaviorSanitizer. Allocations pass through
+# spec/c/alloc_fail.c, which can fail the n-th one (out-of-memory paths, for every n of a scenario);
+# KN_TEST_ALLOC lets spec/c/test_creds.c fail the allocation of a credential.
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 build/ctest: spec/c/test_main.c $(wildcard spec/c/*.c spec/c/*.h) $(CORE_SRC) $(HDRS)
 	@mkdir -p build
-	$(CC) -O1 -g $(WARN) $(SAN) -DKN_TEST_ALLOC -Icsrc $(PKG_CFLAGS) -o $@ $(wildcard spec/c/*.c) $(CORE_SRC) $(PKG_LIBS) -lpthread
+	$(CC) -O1 -g $(WARN) $(SAN) -DKN_TEST_ALLOC -Icsrc $(PKG_CFLAGS) -o $@ $(wildcard spec/c/*.c) $(CORE_SRC) $(PKG_LIBS) -lpthread \
+	  -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup
 
 test-c: deps build/ctest
 	cd spec/c && ../../build/ctest

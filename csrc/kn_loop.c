@@ -14,13 +14,6 @@
 
 enum { QUEUED, ACTIVE, FINISHED };
 
-struct kn_timer {
-    double at;            /* monotonic seconds */
-    kn_loop_fn fn;
-    void *ud;
-    struct kn_timer *next;
-};
-
 /* A socket libcurl asked us to watch, and for what (CURL_POLL_IN/OUT/INOUT).
  * The loop is the one place that sees every byte arrive, whichever transfer
  * or frame (an HTTP/2 PING's answer, a window update) it belongs to, so it
@@ -80,11 +73,9 @@ static void wake(struct kn_loop *l)
         ;
 }
 
-struct kn_timer *kn_loop_after(struct kn_loop *l, long delay_ms, kn_loop_fn fn, void *ud)
+static void link_timer(struct kn_loop *l, struct kn_timer *t, long delay_ms, kn_loop_fn fn, void *ud)
 {
-    struct kn_timer *t = calloc(1, sizeof *t), **p;
-    if (!t)
-        return NULL;
+    struct kn_timer **p;
     t->at = mono() + (delay_ms > 0 ? delay_ms / 1e3 : 0);
     t->fn = fn;
     t->ud = ud;
@@ -98,7 +89,21 @@ struct kn_timer *kn_loop_after(struct kn_loop *l, long delay_ms, kn_loop_fn fn, 
      * computes its next wait after this anyway: no wakeup needed. */
     if (!kn_loop_on_thread(l))
         wake(l);
+}
+
+struct kn_timer *kn_loop_after(struct kn_loop *l, long delay_ms, kn_loop_fn fn, void *ud)
+{
+    struct kn_timer *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    link_timer(l, t, delay_ms, fn, ud);
     return t;
+}
+
+void kn_loop_arm(struct kn_loop *l, struct kn_timer *t, long delay_ms, kn_loop_fn fn, void *ud)
+{
+    t->owned = 1;
+    link_timer(l, t, delay_ms, fn, ud);
 }
 
 int kn_loop_timer_cancel(struct kn_loop *l, struct kn_timer *t)
@@ -114,7 +119,7 @@ int kn_loop_timer_cancel(struct kn_loop *l, struct kn_timer *t)
             break;
         }
     pthread_mutex_unlock(&l->mu);
-    if (found)
+    if (found && !t->owned)
         free(t);
     return found;
 }
@@ -139,10 +144,12 @@ static int run_timers(struct kn_loop *l)
             pthread_mutex_unlock(&l->mu);
             return wait < 10000 ? wait : 10000;
         }
+        int owned = t->owned; /* fn may end the owner's timer (kn_loop_call's returns) */
         l->timers = t->next;
         pthread_mutex_unlock(&l->mu);
         t->fn(t->ud);
-        free(t);
+        if (!owned)
+            free(t);
     }
 }
 
@@ -166,11 +173,14 @@ static void call_fn(void *ud)
 void kn_loop_call(struct kn_loop *l, kn_loop_fn fn, void *ud)
 {
     struct call c = { fn, ud, l, 0 };
+    /* The timer lives on this stack, so the call cannot fail for want of
+     * memory (a lost call was a wait for ever). */
+    struct kn_timer t;
     if (kn_loop_on_thread(l)) {
         fn(ud);
         return;
     }
-    kn_loop_after(l, 0, call_fn, &c);
+    kn_loop_arm(l, &t, 0, call_fn, &c);
     pthread_mutex_lock(&l->mu);
     while (!c.done)
         pthread_cond_wait(&l->cv, &l->mu);
@@ -460,9 +470,11 @@ static void *run(void *arg)
         pthread_mutex_unlock(&l->mu);
         if (!t)
             break;
+        int owned = t->owned;
         if (t->fn == call_fn)
             t->fn(t->ud);
-        free(t);
+        if (!owned)
+            free(t);
     }
     return NULL;
 }

@@ -37,11 +37,22 @@ CURLcode kn_loop_run(struct kn_loop *l, CURL *easy);
 
 /* Timers and calls: functions that run on the I/O thread, so that state
  * owned by that thread (reflectors) is never touched from another. */
-struct kn_timer;
 typedef void (*kn_loop_fn)(void *ud);
+/* Loop-private, but public in size so that a caller can own one (kn_loop_arm). */
+struct kn_timer {
+    double at;            /* monotonic seconds */
+    kn_loop_fn fn;
+    void *ud;
+    struct kn_timer *next;
+    int owned;            /* the caller's memory: the loop never frees it */
+};
 /* Runs fn(ud) on the I/O thread after delay_ms (0: at the next turn). The
  * handle stays valid until fn has run or kn_loop_timer_cancel returned. */
 struct kn_timer *kn_loop_after(struct kn_loop *l, long delay_ms, kn_loop_fn fn, void *ud);
+/* The same with a timer the caller owns, which cannot fail for want of
+ * memory (retries that must not be lost). t must not be armed already; it is
+ * free again once fn has started or kn_loop_timer_cancel returned. */
+void kn_loop_arm(struct kn_loop *l, struct kn_timer *t, long delay_ms, kn_loop_fn fn, void *ud);
 /* Cancels a timer that has not fired; safe with NULL. Must be called on the
  * I/O thread, or for a timer whose callback cannot be running. Returns 1 if
  * it was cancelled, 0 if it had already fired. */

@@ -9,6 +9,7 @@
 #define KN_REFLECTOR_H
 
 #include "kn_client.h"
+#include "kn_loop.h"
 #include "kn_obj.h"
 #include "kn_queue.h"
 #include "kn_store.h"
@@ -44,6 +45,33 @@ struct kn_reflector_stats {
 
 struct kn_reflector;
 
+/* The transport seam: how a reflector lists, watches, cancels and waits
+ * (client-go's ListerWatcher plus its clock). kn_reflector_new uses the
+ * client's streams and I/O-thread timers; the C tests drive a reflector
+ * with a scripted fake server through kn_reflector_new_on. */
+struct kn_rtransport {
+    void *ud;
+    /* A GET of path (query included). list collects the body; watch hands
+     * its 2xx bytes to data, and ends with CURLE_OPERATION_TIMEDOUT in
+     * resp->curl_code after stall_ms without a byte. Both return a handle,
+     * or NULL with err set; done then runs exactly once, later (never from
+     * inside this call), on the reflector's thread, with the arguments of
+     * kn_stream_done_fn. */
+    void *(*list)(void *ud, const char *path, kn_stream_done_fn done, void *cb, struct kn_err *err);
+    void *(*watch)(void *ud, const char *path, long stall_ms, kn_stream_data_fn data, kn_stream_done_fn done,
+                   void *cb, struct kn_err *err);
+    /* Ends a stream whose done has not run; done has run (reason
+     * "Cancelled") when this returns. */
+    void (*cancel)(void *ud, void *stream);
+    /* Timers the reflector owns (they cannot fail for want of memory), and a
+     * call that runs fn(arg) on the reflector's thread and returns after it. */
+    void (*arm)(void *ud, struct kn_timer *t, long delay_ms, kn_loop_fn fn, void *arg);
+    void (*disarm)(void *ud, struct kn_timer *t);
+    void (*call)(void *ud, kn_loop_fn fn, void *arg);
+};
+
+struct kn_reflector *kn_reflector_new_on(const struct kn_rtransport *t, struct kn_queue *q, unsigned long id,
+                                         const struct kn_reflector_opts *o, struct kn_err *err);
 struct kn_reflector *kn_reflector_new(struct kn_client *c, struct kn_queue *q, unsigned long id,
                                       const struct kn_reflector_opts *o, struct kn_err *err);
 /* Stops it and frees it (the store too). */

@@ -141,7 +141,9 @@ function Handle:remove()
 end
 
 function Informer:start()
-  if self._closed then error("kinformer: the informer is closed (close() or stop_all{ clear = true }): ask the client for a new one", 2) end
+  if self._closed then
+    error("kinformer: the informer is closed (close() or stop_all{ clear = true }): ask the client for a new one", 2)
+  end
   self._stopped_by_user = false
   if not self._h:running() then self._h:start() end
   return self

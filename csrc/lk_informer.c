@@ -119,8 +119,11 @@ static void push_obj(lua_State *L, const struct kn_obj *o)
         lua_pushnil(L);
         return;
     }
+    /* the core parsed it before storing it: only memory can fail here, and a
+     * nil in its place would be a false answer (a hole in a list), so it
+     * raises; the callers anchor what they hold in a hold first */
     if (lk_json_decode(L, o->json, o->len, err, sizeof err) < 0)
-        lua_pushnil(L); /* cannot happen: the core parsed it before storing it */
+        luaL_error(L, "kinformer: cannot decode a cached object: %s", err);
 }
 
 static int opt_int(lua_State *L, int t, const char *k, int def)

@@ -64,8 +64,16 @@ build/ctest: spec/c/test_main.c $(wildcard spec/c/*.c spec/c/*.h) $(CORE_SRC) $(
 	$(CC) -O1 -g $(WARN) $(SAN) -DKN_TEST_ALLOC -Icsrc $(PKG_CFLAGS) -o $@ $(wildcard spec/c/*.c) $(CORE_SRC) $(PKG_LIBS) -lpthread \
 	  -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup
 
-test-c: deps build/ctest
+test-c: deps build/ctest build/ctest-binding
 	cd spec/c && ../../build/ctest
+	build/ctest-binding
+
+# The binding (lk_*.c) in a lua_State whose allocator fails from the Nth allocation on, for every N:
+# an out-of-memory raise midway leaks nothing and loses no event.
+build/ctest-binding: spec/c/binding/test_binding_oom.c $(CORE_SRC) $(BIND_SRC) $(HDRS)
+	@mkdir -p build
+	$(CC) -O1 -g $(WARN) $(SAN) -Icsrc -I$(LUA_INCDIR) $(PKG_CFLAGS) -o $@ $< $(CORE_SRC) $(BIND_SRC) \
+	  -llua$(LUA_VERSION) $(PKG_LIBS) -lpthread -lm
 
 # libFuzzer targets (clang), under AddressSanitizer and UndefinedBehaviorSanitizer: the watch framer and
 # event parser, list pages, kubeconfig files, exec credentials, the binding's JSON codec. `make fuzz` runs

@@ -262,6 +262,20 @@ size_t kn_queue_length(struct kn_queue *q, unsigned long source)
     return n;
 }
 
+void kn_queue_each(struct kn_queue *q, unsigned long source, void (*fn)(void *ud, const struct kn_qevent *ev),
+                   void *ud)
+{
+    pthread_mutex_lock(&q->cmu);
+    pthread_mutex_lock(&q->mu);
+    /* out holds the older events: the consumer moved them there from in */
+    for (int i = 0; i < 2; i++)
+        for (struct kn_qevent *ev = i ? q->in.head : q->out.head; ev; ev = ev->next)
+            if (ev->source == source)
+                fn(ud, ev);
+    pthread_mutex_unlock(&q->mu);
+    pthread_mutex_unlock(&q->cmu);
+}
+
 int kn_queue_fd(struct kn_queue *q)
 {
     return q->efd;

@@ -48,6 +48,12 @@ int kn_queue_wait(struct kn_queue *q, int timeout_ms);
 /* Drops the waiting events of one source (a stopped or cleared informer). */
 void kn_queue_drop(struct kn_queue *q, unsigned long source);
 size_t kn_queue_length(struct kn_queue *q, unsigned long source); /* source 0: all */
+/* Calls fn(ud, ev) for each waiting event of one source, oldest first, under
+ * the queue's locks (fn must not touch the queue). Called on the producer's
+ * thread, it sees exactly what that thread has pushed and the consumer has
+ * not popped (an informer's index reads its pending changes this way). */
+void kn_queue_each(struct kn_queue *q, unsigned long source, void (*fn)(void *ud, const struct kn_qevent *ev),
+                   void *ud);
 int kn_queue_fd(struct kn_queue *q);
 
 struct kn_qevent *kn_qevent_new(enum kn_qtype type, unsigned long source);

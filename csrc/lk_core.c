@@ -14,8 +14,9 @@
 
 #define CLIENT_MT "kinformer.core.client"
 
-/* nil, { code, reason, message }: the Lua face gives it a metatable. */
-static int push_err(lua_State *L, const struct kn_err *err)
+/* nil, { code, reason, message }: the one error shape of the core; the Lua
+ * face gives it a metatable. */
+int lk_push_err(lua_State *L, const struct kn_err *err)
 {
     lua_pushnil(L);
     lua_createtable(L, 0, 3);
@@ -87,10 +88,10 @@ static int l_client(lua_State *L)
     luaL_setmetatable(L, CLIENT_MT);
     cfg = kn_config_load(&o, &err);
     if (!cfg)
-        return push_err(L, &err);
+        return lk_push_err(L, &err);
     lc->c = kn_client_new(cfg, &co, &err);
     if (!lc->c)
-        return push_err(L, &err);
+        return lk_push_err(L, &err);
     return 1;
 }
 
@@ -118,7 +119,7 @@ static int l_request(lua_State *L)
         return luaL_argerror(L, 2, "method and a path starting with '/' are needed");
     if (kn_client_request(c, &req, &resp, &err) < 0) {
         kn_buf_free(&resp.body);
-        return push_err(L, &err);
+        return lk_push_err(L, &err);
     }
     lua_pushinteger(L, resp.status);
     lua_pushlstring(L, resp.body.data ? resp.body.data : "", resp.body.len);
@@ -188,6 +189,20 @@ static int l_close(lua_State *L)
     return 0;
 }
 
+/* __gc never raises: an informer keeps its client alive (a user value), and
+ * informers are finalized before the client they were made from, so none is
+ * left here; were one left, the client is kept (leaked) rather than freed
+ * under it. */
+static int l_gc(lua_State *L)
+{
+    struct lclient *lc = lua_touserdata(L, 1);
+    if (lc && lc->c && lc->informers == 0) {
+        kn_client_free(lc->c);
+        lc->c = NULL;
+    }
+    return 0;
+}
+
 static int l_tostring(lua_State *L)
 {
     struct lclient *lc = luaL_checkudata(L, 1, CLIENT_MT);
@@ -207,7 +222,7 @@ static const luaL_Reg client_methods[] = {
 };
 
 static const luaL_Reg client_meta[] = {
-    { "__gc", l_close },
+    { "__gc", l_gc },
 #if LUA_VERSION_NUM >= 504
     { "__close", l_close },
 #endif

@@ -12,6 +12,15 @@ struct lclient {
 };
 
 struct lclient *lk_check_client(lua_State *L, int idx);
+/* Pushes nil and the error table { code, reason, message }; returns 2. */
+int lk_push_err(lua_State *L, const struct kn_err *err);
 void lk_informer_register(lua_State *L);
+
+/* For the binding's C tests (spec/c/lua): the event queue of L's informers,
+ * and informer:list's body on any store. */
+struct kn_queue;
+struct kn_store;
+struct kn_queue *lk_queue(lua_State *L);
+int lk_list(lua_State *L, struct kn_store *s, const char *ns);
 
 #endif

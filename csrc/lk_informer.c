@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "kn_client.h"
+#include "kn_loop.h"
 #include "kn_queue.h"
 #include "kn_reflector.h"
 #include "lk_core.h"
@@ -14,12 +15,30 @@
 
 #define INFORMER_MT "kinformer.core.informer"
 #define HUB_KEY "kinformer.hub"
+#define HOLD_MT "kinformer.core.hold"
+
+/* Out of memory in Lua raises (a longjmp) from any lua_push* or table call.
+ * What C holds while it builds Lua values is therefore anchored first in a
+ * `hold` userdata on the stack, whose __gc gives it back: a raise then leaks
+ * nothing. The userdata is made before anything is taken (making it may
+ * raise too). */
+struct hold {
+    struct kn_obj **all; /* kn_store_release'd */
+    size_t n;
+    struct kn_obj **more; /* a second array (view: the pending changes) */
+    size_t nmore;
+    struct kn_obj *one;
+};
 
 /* Per lua_State: the queue every informer of this state pushes to, and the
  * counter that names informers. Lives in the registry; no C globals. */
 struct hub {
     struct kn_queue *q;
     unsigned long next_id;
+    /* the event next_event is turning into a table: if Lua raises (out of
+     * memory) meanwhile, the next call hands out this one again, so it is
+     * neither leaked nor lost */
+    struct kn_qevent *held;
 };
 
 struct linformer {
@@ -31,9 +50,47 @@ struct linformer {
 static int hub_gc(lua_State *L)
 {
     struct hub *h = lua_touserdata(L, 1);
+    if (h->held) {
+        kn_qevent_free(h->held);
+        h->held = NULL;
+    }
     kn_queue_unref(h->q);
     h->q = NULL;
     return 0;
+}
+
+static void push_obj(lua_State *L, const struct kn_obj *o);
+
+static void hold_release(struct hold *ho)
+{
+    kn_store_release(ho->all, ho->n);
+    kn_store_release(ho->more, ho->nmore);
+    kn_obj_unref(ho->one);
+    memset(ho, 0, sizeof *ho);
+}
+
+static int hold_gc(lua_State *L)
+{
+    hold_release(luaL_checkudata(L, 1, HOLD_MT));
+    return 0;
+}
+
+static struct hold *new_hold(lua_State *L)
+{
+    struct hold *ho = lua_newuserdatauv(L, sizeof *ho, 0);
+    memset(ho, 0, sizeof *ho);
+    luaL_setmetatable(L, HOLD_MT);
+    return ho;
+}
+
+/* Pushes { obj, ... } for ho->all; the hold frees them, now or on a raise. */
+static void push_all(lua_State *L, struct hold *ho)
+{
+    lua_createtable(L, (int)ho->n, 0);
+    for (size_t i = 0; i < ho->n; i++) {
+        push_obj(L, ho->all[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
 }
 
 static struct hub *get_hub(lua_State *L)
@@ -62,8 +119,11 @@ static void push_obj(lua_State *L, const struct kn_obj *o)
         lua_pushnil(L);
         return;
     }
+    /* the core parsed it before storing it: only memory can fail here, and a
+     * nil in its place would be a false answer (a hole in a list), so it
+     * raises; the callers anchor what they hold in a hold first */
     if (lk_json_decode(L, o->json, o->len, err, sizeof err) < 0)
-        lua_pushnil(L); /* cannot happen: the core parsed it before storing it */
+        luaL_error(L, "kinformer: cannot decode a cached object: %s", err);
 }
 
 static int opt_int(lua_State *L, int t, const char *k, int def)
@@ -135,11 +195,8 @@ static int l_informer(lua_State *L)
     lua_pushvalue(L, 1); /* the client stays alive as long as the informer */
     lua_setiuservalue(L, -2, 1);
     li->r = kn_reflector_new(lc->c, h->q, li->id, &o, &err);
-    if (!li->r) {
-        lua_pushnil(L);
-        lua_pushstring(L, err.msg);
-        return 2;
-    }
+    if (!li->r)
+        return lk_push_err(L, &err);
     lc->informers++;
     return 1;
 }
@@ -199,39 +256,52 @@ static struct kn_store *store_of(lua_State *L, struct linformer *li)
 static int l_get(lua_State *L)
 {
     struct linformer *li = check_informer(L);
-    struct kn_obj *o = kn_store_get(store_of(L, li), luaL_checkstring(L, 2));
-    push_obj(L, o);
-    kn_obj_unref(o);
+    struct kn_store *s = store_of(L, li);
+    const char *key = luaL_checkstring(L, 2);
+    struct hold *ho = new_hold(L);
+    ho->one = kn_store_get(s, key);
+    push_obj(L, ho->one);
+    hold_release(ho);
     return 1;
 }
 
+/* Takes the store's objects (of one namespace) into a new hold on the stack;
+ * raises when the copy cannot be made rather than answer "none". */
+static struct hold *hold_list(lua_State *L, struct kn_store *s, const char *ns)
+{
+    struct hold *ho = new_hold(L);
+    ho->all = kn_store_list(s, ns, &ho->n);
+    if (!ho->all)
+        luaL_error(L, "kinformer: out of memory listing the cache");
+    return ho;
+}
+
 /* informer:list([namespace]) --> { table, ... } sorted by key */
+int lk_list(lua_State *L, struct kn_store *s, const char *ns)
+{
+    struct hold *ho = hold_list(L, s, ns);
+    push_all(L, ho);
+    hold_release(ho);
+    return 1;
+}
+
 static int l_list(lua_State *L)
 {
     struct linformer *li = check_informer(L);
-    size_t n;
-    struct kn_obj **all = kn_store_list(store_of(L, li), luaL_optstring(L, 2, NULL), &n);
-    lua_createtable(L, (int)n, 0);
-    for (size_t i = 0; i < n; i++) {
-        push_obj(L, all[i]);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
-    kn_store_release(all, n);
-    return 1;
+    return lk_list(L, store_of(L, li), luaL_optstring(L, 2, NULL));
 }
 
 /* informer:keys([namespace]) --> { "ns/name", ... } sorted */
 static int l_keys(lua_State *L)
 {
     struct linformer *li = check_informer(L);
-    size_t n;
-    struct kn_obj **all = kn_store_list(store_of(L, li), luaL_optstring(L, 2, NULL), &n);
-    lua_createtable(L, (int)n, 0);
-    for (size_t i = 0; i < n; i++) {
-        lua_pushstring(L, all[i]->key);
+    struct hold *ho = hold_list(L, store_of(L, li), luaL_optstring(L, 2, NULL));
+    lua_createtable(L, (int)ho->n, 0);
+    for (size_t i = 0; i < ho->n; i++) {
+        lua_pushstring(L, ho->all[i]->key);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
-    kn_store_release(all, n);
+    hold_release(ho);
     return 1;
 }
 
@@ -286,16 +356,122 @@ static int l_istats(lua_State *L)
 static int l_snapshot(lua_State *L)
 {
     struct linformer *li = check_informer(L);
-    size_t n;
+    int mask = (int)luaL_checkinteger(L, 2);
     unsigned long long seq;
-    struct kn_obj **all = kn_reflector_snapshot(li->r, (int)luaL_checkinteger(L, 2), &n, &seq);
-    lua_createtable(L, (int)n, 0);
-    for (size_t i = 0; i < n; i++) {
-        push_obj(L, all[i]);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
-    kn_store_release(all, n);
+    struct hold *ho = new_hold(L);
+    ho->all = kn_reflector_snapshot(li->r, mask, &ho->n, &seq);
+    push_all(L, ho);
+    hold_release(ho);
     lua_pushinteger(L, (lua_Integer)seq);
+    return 2;
+}
+
+/* What view collects on the I/O thread, where the store and the queue agree:
+ * the stored object of each key asked for, and the changes of this informer
+ * that wait in the queue (their keys, with the stored object of each). */
+struct view {
+    struct kn_reflector *r;
+    struct kn_queue *q;
+    unsigned long id;
+    const char **keys;
+    size_t nkeys;
+    struct hold *ho; /* all: the stored object of each key (NULL: absent); more: see npend */
+    size_t cap;
+    size_t npend; /* more[0..npend): the waiting events' objects; more[npend..2 npend): the stored ones */
+    int oom;
+};
+
+static void count_pending(void *ud, const struct kn_qevent *ev)
+{
+    struct view *v = ud;
+    v->cap += ev->obj != NULL;
+}
+
+static void take_pending(void *ud, const struct kn_qevent *ev)
+{
+    struct view *v = ud;
+    if (ev->obj && v->ho->nmore < v->cap)
+        v->ho->more[v->ho->nmore++] = kn_obj_ref(ev->obj);
+}
+
+static void collect_view(void *ud)
+{
+    struct view *v = ud;
+    struct kn_store *s = kn_reflector_store(v->r);
+    size_t i;
+    v->ho->all = calloc(v->nkeys + 1, sizeof *v->ho->all);
+    if (!v->ho->all) {
+        v->oom = 1;
+        return;
+    }
+    for (i = 0; i < v->nkeys; i++)
+        v->ho->all[i] = kn_store_get(s, v->keys[i]);
+    v->ho->n = v->nkeys;
+    kn_queue_each(v->q, v->id, count_pending, v);
+    v->ho->more = calloc(v->cap * 2 + 1, sizeof *v->ho->more);
+    if (!v->ho->more) {
+        v->oom = 1;
+        return;
+    }
+    kn_queue_each(v->q, v->id, take_pending, v);
+    /* after the events' objects, the stored object of each of their keys */
+    v->npend = v->ho->nmore;
+    for (i = 0; i < v->npend; i++)
+        v->ho->more[v->npend + i] = kn_store_get(s, v->ho->more[i]->key);
+    v->ho->nmore = 2 * v->npend;
+}
+
+/* informer:view({ key, ... }) --> { [key] = obj | false }, { [key] = true }
+ * The cache at one moment: the stored object of each key asked for, and of
+ * each key with a change still waiting in the queue (the second table), all
+ * as one picture taken on the I/O thread (the store and the queue change
+ * together there). by_index stands on it. */
+static int l_view(lua_State *L)
+{
+    struct linformer *li = check_informer(L);
+    struct view v;
+    size_t i;
+    memset(&v, 0, sizeof v);
+    v.r = li->r;
+    v.q = get_hub(L)->q;
+    v.id = li->id;
+    store_of(L, li);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    v.nkeys = lua_rawlen(L, 2);
+    /* the key pointers live in a Lua userdata: a raise frees them */
+    v.keys = lua_newuserdatauv(L, (v.nkeys + 1) * sizeof *v.keys, 0);
+    for (i = 0; i < v.nkeys; i++) {
+        lua_rawgeti(L, 2, (lua_Integer)i + 1);
+        v.keys[i] = lua_tostring(L, -1); /* kept alive by the table */
+        lua_pop(L, 1);
+        if (!v.keys[i])
+            return luaL_argerror(L, 2, "keys must be strings");
+    }
+    v.ho = new_hold(L);
+    kn_loop_call(kn_client_loop(li->owner->c), collect_view, &v);
+    if (v.oom)
+        return luaL_error(L, "kinformer: out of memory reading the cache");
+    lua_createtable(L, 0, (int)(v.nkeys + v.npend));
+    lua_createtable(L, 0, (int)v.npend);
+    for (i = 0; i < v.nkeys; i++) {
+        if (v.ho->all[i])
+            push_obj(L, v.ho->all[i]);
+        else
+            lua_pushboolean(L, 0);
+        lua_setfield(L, -3, v.keys[i]);
+    }
+    for (i = 0; i < v.npend; i++) {
+        const char *key = v.ho->more[i]->key;
+        struct kn_obj *now = v.ho->more[v.npend + i];
+        if (now)
+            push_obj(L, now);
+        else
+            lua_pushboolean(L, 0);
+        lua_setfield(L, -3, key);
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, key);
+    }
+    hold_release(v.ho);
     return 2;
 }
 
@@ -323,13 +499,16 @@ static int l_next_event(lua_State *L)
     static const char *types[] = { "add", "update", "delete", "synced", "raw", "error" };
     struct hub *h = get_hub(L);
     lua_Integer timeout = luaL_optinteger(L, 1, 0);
-    struct kn_qevent *ev = kn_queue_pop(h->q);
+    struct kn_qevent *ev = h->held; /* one a raise interrupted: it comes first */
+    if (!ev)
+        ev = kn_queue_pop(h->q);
     if (!ev && timeout != 0 && kn_queue_wait(h->q, (int)timeout))
         ev = kn_queue_pop(h->q);
     if (!ev) {
         lua_pushnil(L);
         return 1;
     }
+    h->held = ev;
     lua_createtable(L, 0, 8);
     set_int(L, "source", (lua_Integer)ev->source);
     set_int(L, "seq", (lua_Integer)ev->seq);
@@ -357,6 +536,7 @@ static int l_next_event(lua_State *L)
         lua_pushstring(L, ev->message);
         lua_setfield(L, -2, "message");
     }
+    h->held = NULL;
     kn_queue_done(h->q, ev);
     return 1;
 }
@@ -386,6 +566,11 @@ static int l_pending(lua_State *L)
     return 1;
 }
 
+struct kn_queue *lk_queue(lua_State *L)
+{
+    return get_hub(L)->q;
+}
+
 static int l_fd(lua_State *L)
 {
     lua_pushinteger(L, kn_queue_fd(get_hub(L)->q));
@@ -396,6 +581,7 @@ static const luaL_Reg informer_methods[] = {
     { "start", l_start }, { "stop", l_stop }, { "clear", l_clear }, { "synced", l_synced }, { "notify", l_notify },
     { "running", l_running }, { "id", l_id }, { "get", l_get }, { "list", l_list }, { "keys", l_keys },
     { "count", l_count }, { "resource_version", l_rv }, { "stats", l_istats }, { "snapshot", l_snapshot },
+    { "view", l_view },
     { "close", l_iclose }, { NULL, NULL },
 };
 
@@ -417,6 +603,10 @@ static const luaL_Reg funcs[] = {
 void lk_informer_register(lua_State *L)
 {
     struct hub *h;
+    luaL_newmetatable(L, HOLD_MT);
+    lua_pushcfunction(L, hold_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
     lua_createtable(L, 0, 3); /* the notification bits, for informer:notify(mask) */
     lua_pushinteger(L, 1 << KN_Q_ADD);
     lua_setfield(L, -2, "add");
@@ -437,6 +627,7 @@ void lk_informer_register(lua_State *L)
         h = lua_newuserdatauv(L, sizeof *h, 0);
         h->q = kn_queue_new();
         h->next_id = 0;
+        h->held = NULL;
         if (!h->q)
             luaL_error(L, "kinformer: cannot create the event queue");
         lua_createtable(L, 0, 1);

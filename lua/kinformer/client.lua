@@ -1,6 +1,7 @@
 --- A connection to one cluster as one user: kinformer.client{...}.
 local core = require "kinformer.core"
 local errors = require "kinformer.errors"
+local opts_check = require("kinformer.opts").check
 
 local Client = {}
 Client.__index = Client
@@ -21,19 +22,7 @@ local option_types = {
 local defaults = { timeout = 30, qps = 50, burst = 100, max_retries = 4 }
 
 local function check_options(opts)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then
-    error("kinformer.client: options must be a table, got " .. type(opts), 3)
-  end
-  for k, v in pairs(opts) do
-    local want = option_types[k]
-    if not want then
-      error(("kinformer.client: unknown option %q"):format(tostring(k)), 3)
-    end
-    if type(v) ~= want then
-      error(("kinformer.client: option %s must be a %s, got %s"):format(k, want, type(v)), 3)
-    end
-  end
+  opts = opts_check("kinformer.client", opts, option_types, 3)
   if opts.timeout and opts.timeout <= 0 then
     error("kinformer.client: timeout must be a positive number of seconds", 3)
   end
@@ -79,15 +68,21 @@ local idempotent = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS
 -- encoded as JSON) and returns the decoded answer and the HTTP status, or
 -- nil and an error for transport failures and non-2xx answers.
 -- opts: { content_type =, accept =, timeout = seconds }.
+local request_options = { content_type = "string", accept = "string", timeout = "seconds" }
+
 function Client:request(method, path, body, opts)
   if type(method) ~= "string" or type(path) ~= "string" or path:sub(1, 1) ~= "/" then
     error("kinformer: client:request(method, path [, body [, opts]]): path must start with '/'", 2)
   end
-  if opts ~= nil and type(opts) ~= "table" then
-    error("kinformer: client:request: opts must be a table", 2)
+  if body ~= nil and type(body) ~= "table" and type(body) ~= "string" then
+    error("kinformer: client:request: the body must be a table or a string, got " .. type(body), 2)
   end
-  opts = opts or {}
-  local where = opts.where or (method .. " " .. path)
+  return self:_request(method, path, body, opts_check("kinformer: request", opts, request_options))
+end
+
+-- The request behind every verb; `where` names the call in errors.
+function Client:_request(method, path, body, opts, where)
+  where = where or (method .. " " .. path)
   if type(body) == "table" then
     local text, jerr = json_encode(body)
     if not text then error(("kinformer: %s: cannot encode the body: %s"):format(where, jerr), 3) end

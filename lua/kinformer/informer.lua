@@ -9,12 +9,16 @@ local errors = require "kinformer.errors"
 local rest = require "kinformer.rest"
 local discovery = require "kinformer.discovery"
 local selector = require "kinformer.selector"
+local opts_check = require("kinformer.opts").check
 
 local M = {}
 
 -- Lua-side state of this Lua state's informers and watches, by id.
 local sources = {}
-local late = {}          -- synthetic adds for handlers added after a sync (a FIFO)
+-- Synthetic adds for handlers added after a sync: a FIFO taken from late_head
+-- on (table.remove(late, 1) made 100,000 of them quadratic: 79 s).
+-- (late[late_head .. late_tail]; the slots before late_head are nil).
+local late, late_head, late_tail = {}, 1, 0
 local stop_requested = false
 local error_handler
 
@@ -40,6 +44,24 @@ local function report(err, where)
   end
 end
 
+-- Drops the waiting late adds for which drop(item) is true, in one pass.
+local function drop_late(drop)
+  local kept = {}
+  for i = late_head, late_tail do
+    local item = late[i]
+    if not drop(item) then kept[#kept + 1] = item end
+  end
+  late, late_head, late_tail = kept, 1, #kept
+end
+
+-- Frees a source's core handle (its cache and waiting events); idempotent.
+local function close_source(src)
+  if src._closed then return end
+  src._h:close()
+  src._closed = true
+  sources[src._id] = nil
+end
+
 -- ---- informer ----
 
 local Informer = {}
@@ -50,6 +72,7 @@ local Handle = {}
 Handle.__index = Handle
 
 local events = { add = true, update = true, delete = true }
+local reindex -- below, with the indexes
 local bits = core.notify_bits
 
 -- The core queues only the notifications someone handles: an informer with
@@ -96,7 +119,10 @@ function Informer:on(event, fn)
     local objs, seq = self._h:snapshot(mask)
     self._mask = mask
     h.skip_seq = seq
-    for _, obj in ipairs(objs) do late[#late + 1] = { handler = h, obj = obj } end
+    for _, obj in ipairs(objs) do
+      late_tail = late_tail + 1
+      late[late_tail] = { handler = h, obj = obj }
+    end
     if #objs > 0 then core.wake() end -- so that kinformer.fd() turns readable for them
   else
     set_mask(self, mask)
@@ -115,7 +141,9 @@ function Handle:remove()
 end
 
 function Informer:start()
-  if self._closed then error("kinformer: the informer was stopped with stop_all and is closed", 2) end
+  if self._closed then
+    error("kinformer: the informer is closed (close() or stop_all{ clear = true }): ask the client for a new one", 2)
+  end
   self._stopped_by_user = false
   if not self._h:running() then self._h:start() end
   return self
@@ -126,7 +154,24 @@ function Informer:stop()
   if not self._closed then
     self._stopped_by_user = true
     self._h:stop()
+    reindex(self)
   end
+end
+
+--- Stops it and frees its cache, its waiting events and its late adds; the
+-- client forgets it (asking again makes a new one). Also `local inf <close> = ...`.
+function Informer:close()
+  if self._closed then return end
+  close_source(self)
+  drop_late(function(item) return item.handler.informer == self end)
+  local c = self._client
+  for key, inf in pairs(c._informers or {}) do
+    if inf == self then c._informers[key] = nil end
+  end
+end
+
+function Informer:__close()
+  self:close()
 end
 
 --- True once the initial list is in the cache.
@@ -137,6 +182,9 @@ end
 --- Drives the loop until the initial list is in the cache and its "add"
 -- callbacks have run. nil, err when timeout (seconds) passes first.
 function Informer:wait_for_sync(timeout)
+  if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout or timeout < 0) then
+    error("kinformer: informer:wait_for_sync([timeout]): timeout must be a number of seconds >= 0", 2)
+  end
   self:start()
   local deadline = timeout and (core.now() + timeout) or nil
   while not self._synced_seen do
@@ -166,8 +214,7 @@ end
 
 --- Cached objects: all, or inf:list{ namespace = "x", label_selector = "tier=db" }.
 function Informer:list(opts)
-  if opts ~= nil and type(opts) ~= "table" then error("kinformer: informer:list([opts])", 2) end
-  opts = opts or {}
+  opts = opts_check("kinformer: informer:list", opts, { namespace = "string", label_selector = "string" })
   local all = self._h:list(opts.namespace)
   if not opts.label_selector then return all end
   local match = selector.parse(opts.label_selector)
@@ -189,7 +236,7 @@ function Informer:clear()
   for name, ix in pairs(self._indexes) do
     self._indexes[name] = { by_value = {}, by_key = {}, fn = ix.fn, since = 0 }
   end
-  for i = #late, 1, -1 do if late[i].handler.informer == self then table.remove(late, i) end end
+  drop_late(function(item) return item.handler.informer == self end)
 end
 
 -- ---- indexes ----
@@ -241,20 +288,52 @@ function Informer:add_index(name, fn)
   return self
 end
 
---- Cached objects whose index `name` has `value` (built-in: "namespace").
+-- Whether fn(obj) gives `value` (an error counts as no: it is reported when
+-- the change is dispatched).
+local function has_value(ix, obj, value)
+  local ok, vals = pcall(ix.fn, obj)
+  if not ok or vals == nil then return false end
+  if type(vals) ~= "table" then vals = { vals } end
+  for _, v in ipairs(vals) do
+    if tostring(v) == value then return true end
+  end
+  return false
+end
+
+--- Cached objects whose index `name` has `value` (built-in: "namespace"), as
+-- the cache is at the moment of the call, the moment get and list read: the
+-- index itself is kept at dispatch, which the cache may be ahead of, so the
+-- objects whose changes still wait in the queue are read from the cache and
+-- indexed afresh, in one picture with the others (informer:view).
 function Informer:by_index(name, value)
   if name == "namespace" then return self._h:list(value) end
   local ix = self._indexes[name]
   if not ix then error(("kinformer: informer:by_index: no index %q"):format(tostring(name)), 2) end
+  value = tostring(value)
   local keys = {}
-  for k in pairs(ix.by_value[tostring(value)] or {}) do keys[#keys + 1] = k end
-  table.sort(keys)
-  local out = {}
-  for _, k in ipairs(keys) do
-    local obj = self._h:get(k)
-    if obj then out[#out + 1] = obj end
+  for k in pairs(ix.by_value[value] or {}) do keys[#keys + 1] = k end
+  local now, pending = self._h:view(keys)
+  local found = {}
+  for k, obj in pairs(now) do
+    -- an object with no change waiting is as it was dispatched: the index is right for it
+    if obj and (not pending[k] or has_value(ix, obj, value)) then found[#found + 1] = k end
   end
+  table.sort(found)
+  local out = {}
+  for i, k in ipairs(found) do out[i] = now[k] end
   return out
+end
+
+-- After stop() dropped the waiting events, the indexes are built again from
+-- the cache: those changes will never be dispatched.
+reindex = function(inf)
+  if next(inf._indexes) == nil or inf._closed then return end
+  local objs, seq = inf._h:snapshot(inf._mask)
+  for name, ix in pairs(inf._indexes) do
+    local fresh = { fn = ix.fn, by_value = {}, by_key = {}, since = seq }
+    inf._indexes[name] = fresh
+    for _, obj in ipairs(objs) do index_add(inf, name, fresh, obj) end
+  end
 end
 
 local function update_indexes(inf, ev)
@@ -322,18 +401,38 @@ local function dispatch(ev)
   end
 end
 
+-- step's wait in whole milliseconds for the core: nil, 0 or less: none; a
+-- fraction: rounded up (step(0.5) waits up to 1 ms); math.huge (or more than
+-- 2^31 ms, 24 days): until an event comes.
+local function wait_ms(timeout)
+  if timeout == nil then return 0 end
+  if type(timeout) ~= "number" or timeout ~= timeout then
+    error("kinformer.step([timeout_ms]): timeout_ms must be a number of milliseconds, got "
+      .. (type(timeout) == "number" and "nan" or type(timeout)), 3)
+  end
+  if timeout <= 0 then return 0 end
+  if timeout >= 0x7fffffff then return -1 end
+  return math.tointeger(math.ceil(timeout))
+end
+
 --- Dispatches what is pending, waiting up to timeout_ms for the first event.
 -- Returns the number of callbacks' events handled.
 function M.step(timeout_ms)
+  local wait = wait_ms(timeout_ms)
   local n = 0
-  while #late > 0 do
-    local item = table.remove(late, 1)
-    if not item.handler.removed then
-      call(item.handler.fn, ("add handler of %s"):format(describe(item.handler.informer, key_of(item.obj))), item.obj)
+  while late_head <= late_tail do
+    local item = late[late_head]
+    late[late_head] = nil
+    late_head = late_head + 1
+    if late_head > late_tail then late, late_head, late_tail = {}, 1, 0 end -- drained: start afresh
+    local h = item.handler
+    if not h.removed then
+      local ok, err = pcall(h.fn, item.obj) -- the where is only spelled out on an error
+      if not ok then report(err, ("add handler of %s"):format(describe(h.informer, key_of(item.obj)))) end
     end
     n = n + 1
   end
-  local ev = core.next_event(n > 0 and 0 or (timeout_ms or 0))
+  local ev = core.next_event(n > 0 and 0 or wait)
   while ev do
     dispatch(ev)
     n = n + 1
@@ -350,8 +449,7 @@ local monotonic = core.now
 --- Starts every informer not yet started and dispatches callbacks until
 -- kinformer.stop() (returns true) or timeout seconds pass (returns false).
 function M.run(opts)
-  if opts ~= nil and type(opts) ~= "table" then error("kinformer.run([{ timeout = seconds }])", 2) end
-  opts = opts or {}
+  opts = opts_check("kinformer.run", opts, { timeout = "seconds" })
   for _, src in pairs(sources) do
     if not src._raw and not src._closed and not src._stopped_by_user then src:start() end
   end
@@ -401,32 +499,67 @@ function M.stats()
   return out
 end
 
+-- ---- raw watches ----
+
+local Watch = {}
+Watch.__index = Watch
+Watch.__name = "kinformer.watch"
+
+--- Stops the watch; no callback comes after the events already waiting.
+function Watch:stop()
+  if not self._closed then
+    self._stopped = true
+    self._h:stop()
+  end
+end
+
+--- The last version seen (nil once closed).
+function Watch:resource_version()
+  if self._closed then return nil end
+  return self._h:resource_version()
+end
+
+--- Stops it and frees it: its waiting events are dropped. Also `local w <close> = ...`.
+function Watch:close()
+  if self._closed then return end
+  close_source(self)
+  local list = self._client._watches or {}
+  for i = #list, 1, -1 do
+    if list[i] == self then table.remove(list, i) end
+  end
+end
+
+function Watch:__close()
+  self:close()
+end
+
+function Watch:__tostring()
+  return ("kinformer.watch (%s%s)"):format(self._what,
+    self._closed and ", closed" or self._stopped and ", stopped" or "")
+end
+
+-- The core's error table as a kinformer error (a bare string from an older core still works).
+local function core_error(e, reason, what)
+  if type(e) ~= "table" then e = { code = 0, message = tostring(e) } end
+  if e.reason == nil or e.reason == "" then e.reason = reason end
+  return errors.from_core(e, what)
+end
+
 -- ---- client methods ----
 
 local informer_options = {
-  namespace = "string", label_selector = "string", field_selector = "string", resync = "number",
-  page_size = "number", keep_managed_fields = "boolean", metadata_only = "boolean",
-  watch_timeout = "table", streaming_list = "boolean", stall_limit = "number",
+  namespace = "string", label_selector = "string", field_selector = "string", resync = "seconds",
+  page_size = "integer", keep_managed_fields = "boolean", metadata_only = "boolean",
+  watch_timeout = "pair", streaming_list = "boolean", stall_limit = "seconds",
 }
+local watch_options = { resource_version = "string", namespace = "string", label_selector = "string",
+  field_selector = "string", bookmarks = "boolean", watch_timeout = "pair", stall_limit = "seconds" }
 
+-- raises at the caller of the public function
 local function check_opts(opts, allowed, fname)
-  if opts ~= nil and type(opts) ~= "table" then error("kinformer: " .. fname .. ": options must be a table", 3) end
-  opts = opts or {}
-  for k, v in pairs(opts) do
-    if not allowed[k] then error(("kinformer: %s: unknown option %q"):format(fname, tostring(k)), 3) end
-    if type(v) ~= allowed[k] then
-      error(("kinformer: %s: option %s must be a %s"):format(fname, k, allowed[k]), 3)
-    end
-  end
-  return opts
+  return opts_check("kinformer: " .. fname, opts, allowed, 3)
 end
 
-local function close_source(src)
-  if src._closed then return end
-  src._h:close()
-  src._closed = true
-  sources[src._id] = nil
-end
 
 function M.install(Client)
   --- A shared informer: the same resource with the same options gives the same one.
@@ -457,7 +590,7 @@ function M.install(Client)
       metadata_only = opts.metadata_only, watch_min = wt[1], watch_max = wt[2],
       paged_only = opts.streaming_list == false, stall_limit = opts.stall_limit,
     })
-    if not h then return nil, errors.new("Informer", cerr, what) end
+    if not h then return nil, core_error(cerr, "Informer", what) end
     local inf = setmetatable({
       _h = h, _id = h:id(), _client = self, _what = what, _resource = discovery.full_name(r),
       _namespace = ns, _namespaced = r.namespaced, _handlers = {}, _indexes = {}, _synced_seen = false,
@@ -473,8 +606,7 @@ function M.install(Client)
   -- on from a fresh version). Resumes from the last version after any break.
   function Client:watch(resource, opts, fn)
     if type(opts) == "function" and fn == nil then opts, fn = nil, opts end
-    opts = check_opts(opts, { resource_version = "string", namespace = "string", label_selector = "string",
-      field_selector = "string", bookmarks = "boolean", watch_timeout = "table", stall_limit = "number" }, "watch")
+    opts = check_opts(opts, watch_options, "watch")
     if type(fn) ~= "function" then error("kinformer: client:watch(resource, opts, function(type, obj) end)", 2) end
     local r, err = self:resolve(resource)
     if not r then return nil, err end
@@ -487,11 +619,8 @@ function M.install(Client)
       resource_version = opts.resource_version, bookmarks = opts.bookmarks, watch_min = wt[1], watch_max = wt[2],
       stall_limit = opts.stall_limit,
     })
-    if not h then return nil, errors.new("Watch", cerr, what) end
-    local w = { _h = h, _id = h:id(), _raw = true, _fn = fn, _what = what }
-    function w.stop(this) if not this._closed then this._h:stop() end end
-    function w.resource_version(this) return this._h:resource_version() end
-    function w.close(this) close_source(this) end
+    if not h then return nil, core_error(cerr, "Watch", what) end
+    local w = setmetatable({ _h = h, _id = h:id(), _raw = true, _fn = fn, _what = what, _client = self }, Watch)
     sources[w._id] = w
     self._watches = self._watches or {}
     self._watches[#self._watches + 1] = w
@@ -504,10 +633,12 @@ function M.install(Client)
   function Client:stop_all(opts)
     opts = check_opts(opts, { clear = "boolean" }, "stop_all")
     for key, inf in pairs(self._informers or {}) do
-      inf:stop()
-      if opts.clear then
+      if opts.clear then -- closing stops it; its indexes go with it
+        inf._stopped_by_user = true
         close_source(inf)
         self._informers[key] = nil
+      else
+        inf:stop()
       end
     end
     for i = #(self._watches or {}), 1, -1 do
@@ -519,8 +650,7 @@ function M.install(Client)
       end
     end
     if opts.clear then
-      for i = #late, 1, -1 do if late[i].handler.informer._client == self then table.remove(late, i) end end
-      collectgarbage()
+      drop_late(function(item) return item.handler.informer._client == self end)
     end
   end
 

@@ -2,6 +2,7 @@
 -- delete_collection on any resource, named as kubectl names it.
 local discovery = require "kinformer.discovery"
 local errors = require "kinformer.errors"
+local opts_check = require("kinformer.opts").check
 
 local M = {}
 
@@ -42,9 +43,35 @@ local function where(verb, r, namespace, name)
   return s
 end
 
+-- The options each verb documents (README, "REST verbs"), by verb.
+local common = { namespace = "string", timeout = "seconds" }
+local function spec(t)
+  for k, v in pairs(common) do t[k] = v end
+  return t
+end
+local write = { subresource = "string", dry_run = "boolean", field_manager = "string" }
+local deleting = { propagation_policy = "string", grace_period = "integer", preconditions = "table",
+  dry_run = "boolean" }
+local verb_options = {
+  get = spec{ subresource = "string", resource_version = "string" },
+  list = spec{ label_selector = "string", field_selector = "string", limit = "integer", resource_version = "string",
+    resource_version_match = "string" },
+  create = spec{},
+  update = spec{},
+  patch = spec{ type = "string", force = "boolean" },
+  delete = spec{},
+  delete_collection = spec{ label_selector = "string", field_selector = "string" },
+}
+for _, v in ipairs{ "create", "update", "patch" } do
+  for k, t in pairs(write) do verb_options[v][k] = t end
+end
+for _, v in ipairs{ "delete", "delete_collection" } do
+  for k, t in pairs(deleting) do verb_options[v][k] = t end
+end
+
+-- raises at the caller of the verb
 local function opts_table(opts, fname)
-  check(opts == nil or type(opts) == "table", fname .. ": options must be a table")
-  return opts or {}
+  return opts_check("kinformer: " .. fname, opts, verb_options[fname], 3)
 end
 
 -- Every object handed out carries apiVersion and kind.
@@ -94,8 +121,8 @@ function M.install(Client)
   end
 
   local function call(self, verb, method, r, ns, name, path, body, opts, ctype)
-    local res, err = self:request(method, path, body, {
-      content_type = ctype, timeout = opts.timeout, where = where(verb, r, ns, name) })
+    local res, err = self:_request(method, path, body, { content_type = ctype, timeout = opts.timeout },
+      where(verb, r, ns, name))
     if res == nil then return nil, err end
     return stamp(res, r)
   end
@@ -128,8 +155,8 @@ function M.install(Client)
         params.resourceVersion = opts.resource_version
         params.resourceVersionMatch = opts.resource_version_match
       end
-      local page, perr = self:request("GET", base .. query(params), nil,
-        { timeout = opts.timeout, where = where("list", r, ns) })
+      local page, perr = self:_request("GET", base .. query(params), nil, { timeout = opts.timeout },
+        where("list", r, ns))
       if page then
         first = first or page
         local item_version = page.apiVersion or r.api_version
@@ -205,8 +232,10 @@ function M.install(Client)
     return call(self, "patch", "PATCH", r, ns, name, path, patch, opts, ctype)
   end
 
-  local function delete_options(opts)
-    local pre = opts.preconditions
+  local function delete_options(opts, fname)
+    local pre = opts_check("kinformer: " .. fname .. ": preconditions", opts.preconditions,
+      { uid = "string", resource_version = "string", resourceVersion = "string" }, 3)
+    if opts.preconditions == nil then pre = nil end
     if opts.propagation_policy == nil and opts.grace_period == nil and pre == nil and not opts.dry_run then
       return nil
     end
@@ -220,19 +249,21 @@ function M.install(Client)
   function Client:delete(resource, name, opts)
     opts = opts_table(opts, "delete")
     check(type(name) == "string" and name ~= "", "delete(resource, name [, opts]): name must be a string")
+    local body = delete_options(opts, "delete")
     local r, err = self:resolve(resource)
     if not r then return nil, err end
     local ns = ns_for(self, r, opts)
-    return call(self, "delete", "DELETE", r, ns, name, path_of(r, ns, name), delete_options(opts), opts)
+    return call(self, "delete", "DELETE", r, ns, name, path_of(r, ns, name), body, opts)
   end
 
   function Client:delete_collection(resource, opts)
     opts = opts_table(opts, "delete_collection")
+    local body = delete_options(opts, "delete_collection")
     local r, err = self:resolve(resource)
     if not r then return nil, err end
     local ns = ns_for(self, r, opts)
     local path = path_of(r, ns) .. query{ labelSelector = opts.label_selector, fieldSelector = opts.field_selector }
-    return call(self, "delete_collection", "DELETE", r, ns, nil, path, delete_options(opts), opts)
+    return call(self, "delete_collection", "DELETE", r, ns, nil, path, body, opts)
   end
 end
 

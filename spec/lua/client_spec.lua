@@ -284,7 +284,8 @@ print(s.getsockname()[1], os.getpid(), flush=True); time.sleep(20)" &]]))
 
   it("raises on misuse", function()
     assert.has_error(function() kinformer.client("path") end)
-    assert.has_error(function() kinformer.client{ kubeconfg = "typo" } end, 'kinformer.client: unknown option "kubeconfg"')
+    assert.has_error(function() kinformer.client{ kubeconfg = "typo" } end,
+      "kinformer.client: unknown option 'kubeconfg' (did you mean 'kubeconfig'?)")
     assert.has_error(function() kinformer.client{ timeout = -1 } end)
     assert.has_error(function() kinformer.client{ in_cluster = true, context = "x" } end)
   end)

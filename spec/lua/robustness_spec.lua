@@ -787,7 +787,8 @@ c:close()
     assert.are.equal(1, adds)
     assert.is_false(inf:has_synced())
     assert.has_error(function() inf:get("one", ns) end, "kinformer: the informer is closed")
-    assert.has_error(function() inf:start() end, "kinformer: the informer was stopped with stop_all and is closed")
+    assert.has_error(function() inf:start() end,
+      "kinformer: the informer is closed (close() or stop_all{ clear = true }): ask the client for a new one")
     assert.has_error(function() c2:informer("configmaps", { namespace = ns }) end)
     -- from inside a callback: the rest of the batch for it is dropped, no crash
     local c3 = must(kinformer.client{ kubeconfig = cluster.kubeconfig })

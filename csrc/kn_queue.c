@@ -100,6 +100,8 @@ void kn_qevent_free(struct kn_qevent *ev)
     kn_obj_unref(ev->old);
     kn_obj_unref(ev->obj);
     free(ev->message);
+    if (ev->payload_free)
+        ev->payload_free(ev->payload);
     free(ev);
 }
 

@@ -13,7 +13,8 @@ enum kn_qtype {
     KN_Q_ADD, KN_Q_UPDATE, KN_Q_DELETE, /* informer notifications */
     KN_Q_SYNCED,                        /* the initial list's notifications are all before this */
     KN_Q_RAW,                           /* a raw watch event: raw_type, obj (may be NULL) */
-    KN_Q_ERROR                          /* a background failure: message */
+    KN_Q_ERROR,                         /* a background failure: message */
+    KN_Q_REPLY                          /* a background request's answer: source is its id, payload */
 };
 
 struct kn_qevent {
@@ -26,6 +27,8 @@ struct kn_qevent {
     char raw_type[12];         /* ADDED, MODIFIED, DELETED, BOOKMARK, EXPIRED */
     char rv[64];
     char *message;             /* ERROR: malloc'd */
+    void *payload;             /* REPLY: the producer's, freed with payload_free */
+    void (*payload_free)(void *payload);
 };
 
 struct kn_queue;

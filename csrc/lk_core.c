@@ -7,10 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kn_calls.h"
 #include "kn_client.h"
 #include "kn_config.h"
 #include "lk_core.h"
 #include "lk_json.h"
+#include "kn_queue.h"
 
 #define CLIENT_MT "kinformer.core.client"
 
@@ -85,6 +87,7 @@ static int l_client(lua_State *L)
     lc = lua_newuserdatauv(L, sizeof *lc, 0);
     lc->c = NULL;
     lc->informers = 0;
+    lc->calls = NULL;
     luaL_setmetatable(L, CLIENT_MT);
     cfg = kn_config_load(&o, &err);
     if (!cfg)
@@ -95,6 +98,25 @@ static int l_client(lua_State *L)
     return 1;
 }
 
+/* Reads the request table at index 2 (its strings stay in it). */
+static void read_request(lua_State *L, struct kn_request *req)
+{
+    luaL_checktype(L, 2, LUA_TTABLE);
+    req->method = opt_string(L, 2, "method");
+    req->path = opt_string(L, 2, "path");
+    lua_getfield(L, 2, "body");
+    req->body = lua_tolstring(L, -1, &req->body_len); /* the table keeps it alive */
+    lua_getfield(L, 2, "timeout");
+    req->timeout_ms = (int)(luaL_optnumber(L, -1, 0) * 1000);
+    lua_getfield(L, 2, "idempotent");
+    req->idempotent = lua_toboolean(L, -1);
+    lua_pop(L, 3);
+    req->content_type = opt_string(L, 2, "content_type");
+    req->accept = opt_string(L, 2, "accept");
+    if (!req->method || !req->path || req->path[0] != '/')
+        luaL_argerror(L, 2, "method and a path starting with '/' are needed");
+}
+
 /* client:request{ method=, path=, body=, content_type=, accept=, timeout=, idempotent= }
  *   --> status, body, content_type, http_version | nil, err */
 static int l_request(lua_State *L)
@@ -103,20 +125,7 @@ static int l_request(lua_State *L)
     struct kn_request req = {0};
     struct kn_response resp = {0};
     struct kn_err err = {0};
-    luaL_checktype(L, 2, LUA_TTABLE);
-    req.method = opt_string(L, 2, "method");
-    req.path = opt_string(L, 2, "path");
-    lua_getfield(L, 2, "body");
-    req.body = lua_tolstring(L, -1, &req.body_len); /* the table keeps it alive */
-    lua_getfield(L, 2, "timeout");
-    req.timeout_ms = (int)(luaL_optnumber(L, -1, 0) * 1000);
-    lua_getfield(L, 2, "idempotent");
-    req.idempotent = lua_toboolean(L, -1);
-    lua_pop(L, 3);
-    req.content_type = opt_string(L, 2, "content_type");
-    req.accept = opt_string(L, 2, "accept");
-    if (!req.method || !req.path || req.path[0] != '/')
-        return luaL_argerror(L, 2, "method and a path starting with '/' are needed");
+    read_request(L, &req);
     if (kn_client_request(c, &req, &resp, &err) < 0) {
         kn_buf_free(&resp.body);
         return lk_push_err(L, &err);
@@ -127,6 +136,113 @@ static int l_request(lua_State *L)
     lua_pushinteger(L, resp.http_version);
     kn_buf_free(&resp.body);
     return 4;
+}
+
+/* A background request's answer, carried to the Lua thread in a KN_Q_REPLY event. */
+struct reply {
+    struct kn_queue *q;     /* referenced until the event is pushed */
+    struct kn_qevent *ev;   /* made up front: an answer is never lost for want of memory */
+    int ok;
+    long status, http_version;
+    char content_type[128];
+    struct kn_buf body;
+    struct kn_err err;
+};
+
+static void reply_free(void *payload)
+{
+    struct reply *r = payload;
+    kn_buf_free(&r->body);
+    free(r);
+}
+
+/* On a worker thread. */
+static void reply_done(void *ud, int ok, struct kn_response *resp, const struct kn_err *err)
+{
+    struct reply *r = ud;
+    struct kn_queue *q = r->q;
+    struct kn_qevent *ev = r->ev;
+    r->ok = ok;
+    r->status = resp->status;
+    r->http_version = resp->http_version;
+    memcpy(r->content_type, resp->content_type, sizeof r->content_type);
+    r->body = resp->body; /* taken over */
+    if (ok < 0)
+        r->err = *err;
+    r->q = NULL;
+    r->ev = NULL;
+    ev->payload = r;
+    ev->payload_free = reply_free;
+    kn_queue_push(q, ev);
+    kn_queue_unref(q);
+}
+
+void lk_set_reply(lua_State *L, void *payload)
+{
+    struct reply *r = payload;
+    if (r->ok < 0) {
+        lk_push_err(L, &r->err); /* nil, err */
+        lua_setfield(L, -3, "err");
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pushinteger(L, r->status);
+    lua_setfield(L, -2, "status");
+    lua_pushlstring(L, r->body.data ? r->body.data : "", r->body.len);
+    lua_setfield(L, -2, "body");
+    lua_pushstring(L, r->content_type);
+    lua_setfield(L, -2, "content_type");
+    lua_pushinteger(L, r->http_version);
+    lua_setfield(L, -2, "http_version");
+}
+
+/* client:request_async(request, id) --> true | nil, err. The answer comes as
+ * a "reply" event with source = id (core.next_event). */
+static int l_request_async(lua_State *L)
+{
+    struct lclient *lc = lk_check_client(L, 1);
+    struct kn_request req = {0};
+    struct kn_err err = {0};
+    lua_Integer id = luaL_checkinteger(L, 3);
+    struct reply *r;
+    read_request(L, &req);
+    if (!lc->calls && !(lc->calls = kn_calls_new(lc->c, 0))) {
+        kn_err_set(&err, 0, "Transport", "out of memory for the request threads");
+        return lk_push_err(L, &err);
+    }
+    r = calloc(1, sizeof *r);
+    if (r)
+        r->ev = kn_qevent_new(KN_Q_REPLY, (unsigned long)id);
+    if (!r || !r->ev) {
+        free(r);
+        kn_err_set(&err, 0, "Transport", "out of memory for a request");
+        return lk_push_err(L, &err);
+    }
+    r->q = kn_queue_ref(lk_queue(L));
+    if (kn_calls_submit(lc->calls, &req, reply_done, r, &err) < 0) {
+        kn_queue_unref(r->q);
+        kn_qevent_free(r->ev);
+        free(r);
+        return lk_push_err(L, &err);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* client:pending_requests() --> background requests not yet answered */
+static int l_pending_requests(lua_State *L)
+{
+    struct lclient *lc = lk_check_client(L, 1);
+    lua_pushinteger(L, lc->calls ? kn_calls_pending(lc->calls) : 0);
+    return 1;
+}
+
+static void free_client(struct lclient *lc)
+{
+    kn_calls_free(lc->calls); /* their answers need the client */
+    lc->calls = NULL;
+    kn_client_free(lc->c);
+    lc->c = NULL;
 }
 
 static void set_str(lua_State *L, const char *key, const char *v)
@@ -184,8 +300,7 @@ static int l_close(lua_State *L)
     if (lc->informers > 0)
         return luaL_error(L, "kinformer: close or stop_all the client's %d informer(s) before the client",
                           lc->informers);
-    kn_client_free(lc->c);
-    lc->c = NULL;
+    free_client(lc);
     return 0;
 }
 
@@ -196,10 +311,8 @@ static int l_close(lua_State *L)
 static int l_gc(lua_State *L)
 {
     struct lclient *lc = lua_touserdata(L, 1);
-    if (lc && lc->c && lc->informers == 0) {
-        kn_client_free(lc->c);
-        lc->c = NULL;
-    }
+    if (lc && lc->c && lc->informers == 0)
+        free_client(lc);
     return 0;
 }
 
@@ -215,6 +328,8 @@ static int l_tostring(lua_State *L)
 
 static const luaL_Reg client_methods[] = {
     { "request", l_request },
+    { "request_async", l_request_async },
+    { "pending_requests", l_pending_requests },
     { "info", l_info },
     { "stats", l_stats },
     { "close", l_close },
@@ -247,6 +362,7 @@ int luaopen_kinformer_core(lua_State *L)
     luaL_newlib(L, core_funcs);
     lk_json_register(L);
     lk_informer_register(L);
+    lk_workqueue_register(L);
     lua_pushstring(L, curl_version());
     lua_setfield(L, -2, "curl_version");
     return 1;

@@ -6,15 +6,23 @@
 
 #include "kn_client.h"
 
+struct kn_calls;
 struct lclient {
-    struct kn_client *c; /* NULL once closed */
-    int informers;       /* live informers using c: it cannot close before them */
+    struct kn_client *c;     /* NULL once closed */
+    int informers;           /* live informers using c: it cannot close before them */
+    struct kn_calls *calls;  /* background requests (client:request_async), made on first use */
 };
+
+/* Pushes the fields of a background request's answer (a KN_Q_REPLY
+ * event's payload) into the table on top of the stack: status, body,
+ * content_type, http_version, or err. */
+void lk_set_reply(lua_State *L, void *payload);
 
 struct lclient *lk_check_client(lua_State *L, int idx);
 /* Pushes nil and the error table { code, reason, message }; returns 2. */
 int lk_push_err(lua_State *L, const struct kn_err *err);
 void lk_informer_register(lua_State *L);
+void lk_workqueue_register(lua_State *L);
 
 /* For the binding's C tests (spec/c/lua): the event queue of L's informers,
  * and informer:list's body on any store. */

@@ -496,7 +496,7 @@ static int l_itostring(lua_State *L)
 /* core.next_event(timeout_ms) --> event | nil (nothing within the timeout) */
 static int l_next_event(lua_State *L)
 {
-    static const char *types[] = { "add", "update", "delete", "synced", "raw", "error" };
+    static const char *types[] = { "add", "update", "delete", "synced", "raw", "error", "reply" };
     struct hub *h = get_hub(L);
     lua_Integer timeout = luaL_optinteger(L, 1, 0);
     struct kn_qevent *ev = h->held; /* one a raise interrupted: it comes first */
@@ -536,6 +536,8 @@ static int l_next_event(lua_State *L)
         lua_pushstring(L, ev->message);
         lua_setfield(L, -2, "message");
     }
+    if (ev->type == KN_Q_REPLY)
+        lk_set_reply(L, ev->payload);
     h->held = NULL;
     kn_queue_done(h->q, ev);
     return 1;
@@ -548,6 +550,19 @@ static int l_now(lua_State *L)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     lua_pushnumber(L, (lua_Number)ts.tv_sec + ts.tv_nsec / 1e9);
     return 1;
+}
+
+/* core.sleep(seconds): waits, without dispatching anything; a signal ends it early */
+static int l_sleep(lua_State *L)
+{
+    lua_Number s = luaL_checknumber(L, 1);
+    struct timespec ts;
+    if (s > 0) {
+        ts.tv_sec = (time_t)s;
+        ts.tv_nsec = (long)((s - (lua_Number)ts.tv_sec) * 1e9);
+        nanosleep(&ts, NULL);
+    }
+    return 0;
 }
 
 /* core.wake(): makes the queue (and its fd) readable, for work that waits
@@ -596,7 +611,7 @@ static const luaL_Reg informer_meta[] = {
 
 static const luaL_Reg funcs[] = {
     { "informer", l_informer }, { "next_event", l_next_event }, { "pending", l_pending }, { "fd", l_fd },
-    { "now", l_now }, { "wake", l_wake },
+    { "now", l_now }, { "wake", l_wake }, { "sleep", l_sleep },
     { NULL, NULL },
 };
 

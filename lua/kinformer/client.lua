@@ -2,6 +2,7 @@
 local core = require "kinformer.core"
 local errors = require "kinformer.errors"
 local opts_check = require("kinformer.opts").check
+local sched = require "kinformer.sched"
 
 local Client = {}
 Client.__index = Client
@@ -89,12 +90,18 @@ function Client:_request(method, path, body, opts, where)
     body = text
   end
   local ctype_out = opts.content_type
-  local status, text, ctype = self._h:request{
+  local req = {
     method = method, path = path, body = body, content_type = ctype_out, accept = opts.accept,
     timeout = opts.timeout,
     -- server-side apply is a declaration, safe to send twice
     idempotent = idempotent[method] or ctype_out == "application/apply-patch+yaml",
   }
+  local status, text, ctype
+  if sched.current() then -- in a reconcile: wait for the answer while others run
+    status, text, ctype = sched.request(self._h, req)
+  else
+    status, text, ctype = self._h:request(req)
+  end
   if not status then return nil, errors.from_core(text, where) end
   local decoded
   if is_json(ctype) and text ~= "" then decoded = json_decode(text) end
@@ -147,6 +154,7 @@ end
 
 require("kinformer.rest").install(Client)
 require("kinformer.informer").install(Client)
+require("kinformer.controller").install(Client)
 
 M.Client = Client
 return M

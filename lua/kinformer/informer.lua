@@ -10,6 +10,7 @@ local rest = require "kinformer.rest"
 local discovery = require "kinformer.discovery"
 local selector = require "kinformer.selector"
 local opts_check = require("kinformer.opts").check
+local sched = require "kinformer.sched"
 
 local M = {}
 
@@ -43,6 +44,7 @@ local function report(err, where)
     default_error_handler(("on_error handler failed: %s (while reporting: %s)"):format(text(e), text(err)), where)
   end
 end
+M.report = report -- for the controllers' errors
 
 -- Drops the waiting late adds for which drop(item) is true, in one pass.
 local function drop_late(drop)
@@ -388,6 +390,7 @@ local function dispatch_informer(inf, ev)
 end
 
 local function dispatch(ev)
+  if ev.type == "reply" then return sched.reply(ev) end
   local src = sources[ev.source]
   if not src then return end
   if src._raw then
@@ -432,6 +435,13 @@ function M.step(timeout_ms)
     end
     n = n + 1
   end
+  -- reconciles and sleepers whose time has come, controllers with keys ready
+  local ran, next_in = sched.turn()
+  n = n + ran
+  if next_in and wait ~= 0 then
+    local ms = math.tointeger(math.ceil(next_in * 1000))
+    if wait < 0 or ms < wait then wait = ms end
+  end
   local ev = core.next_event(n > 0 and 0 or wait)
   while ev do
     dispatch(ev)
@@ -441,6 +451,7 @@ function M.step(timeout_ms)
     if stop_requested or n >= 10000 then break end
     ev = core.next_event(0)
   end
+  if n > ran then n = n + (sched.turn()) end -- what the events made ready runs in this step
   return n
 end
 

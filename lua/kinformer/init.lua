@@ -29,6 +29,11 @@ local informer = require "kinformer.informer"
 M.run, M.step, M.stop, M.fd, M.stats, M.on_error = informer.run, informer.step, informer.stop, informer.fd,
   informer.stats, informer.on_error
 
+--- kinformer.queue{ base_delay =, max_delay =, qps =, burst = }: client-go's work queue (README, "Operators").
+M.queue = require("kinformer.queue").new
+--- kinformer.sleep(seconds): inside a reconcile it yields; elsewhere it waits.
+M.sleep = require("kinformer.sched").sleep
+
 --- Opens a client from $KUBECONFIG or ~/.kube/config, else in-cluster.
 -- opts: { kubeconfig = path, context = name, in_cluster = bool, timeout = seconds }.
 -- Returns the client, or nil and an error that says what to fix.

@@ -376,8 +376,10 @@ function M.install(Client)
       if type(w) ~= "table" or type(w[1]) ~= "string" or type(w.map) ~= "function" then
         fail("watches[%d] must be { \"resource\", map = function(obj) return { \"ns/name\", ... } end }", i)
       end
-      opts_check(("kinformer: controller: watches[%d]"):format(i), w,
-        { [1] = "string", map = "function", namespace = "string", label_selector = "string" }, 2)
+      local named = {} -- the entry without its resource, for the option check
+      for k, v in pairs(w) do if k ~= 1 then named[k] = v end end
+      opts_check(("kinformer: controller: watches[%d]"):format(i), named,
+        { map = "function", namespace = "string", label_selector = "string" }, 2)
     end
     for i, o in ipairs(opts.owns or {}) do
       if type(o) ~= "string" then fail("owns[%d] must be a resource name such as \"deployments.apps\"", i) end

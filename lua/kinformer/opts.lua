@@ -30,7 +30,7 @@ end
 --- The valid name closest to `name` (ties: the first in sorted order).
 function M.closest(name, valid)
   local names = {}
-  for k in pairs(valid) do names[#names + 1] = k end
+  for k in pairs(valid) do names[#names + 1] = tostring(k) end
   table.sort(names)
   local n = normalize(tostring(name))
   local best, bestd

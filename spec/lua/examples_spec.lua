@@ -42,6 +42,32 @@ end
 
 local run_id = tostring(os.time() % 100000) .. tostring(math.random(100, 999))
 
+-- Starts an example that runs until it is stopped (an operator); returns the path of its output and a
+-- function that stops it with SIGTERM, as Ctrl-C or a Pod's stop would.
+local function start(script, args)
+  local dir = cluster.tmpdir()
+  local file = cluster.write(dir .. "/chunk.lua", chunk(script, args))
+  local out, pidf = dir .. "/out", dir .. "/pid"
+  os.execute(("sh -c 'echo $$ >%q; exec env -u KUBERNETES_SERVICE_HOST KUBECONFIG=%q LUA_PATH=%q LUA_CPATH=%q"
+    .. " lua5.4 %q >%q 2>&1' &"):format(pidf, cluster.kubeconfig, package.path, package.cpath, file, out))
+  return out, function()
+    local pid = contents(pidf):match("%d+")
+    if pid then os.execute("kill " .. pid .. " 2>/dev/null") end
+  end
+end
+
+-- Polls kubectl until check(output) is true; the last output and whether it came true within timeout s.
+local function kubectl_until(args, check, timeout)
+  local out
+  for _ = 1, (timeout or 30) * 4 do
+    local ok, o = pcall(cluster.kubectl, args)
+    out = o
+    if ok and check(o) then return o, true end
+    os.execute("sleep 0.25")
+  end
+  return out, false
+end
+
 describe("examples", function()
   after_each(function() cluster.cleanup() end)
 
@@ -157,4 +183,112 @@ describe("examples", function()
       out)
     assert.matches("stats after B:close%s+informers 0, objects 0, bytes 0, queued 0", out)
   end)
+
+  it("replicator.lua copies labelled ConfigMaps into labelled namespaces and keeps them right", function()
+    local src, t1, t2, t3 = "ex-rsrc-" .. run_id, "ex-rt1-" .. run_id, "ex-rt2-" .. run_id, "ex-rt3-" .. run_id
+    local function ns_args(...) return table.concat({ ... }, " ") end
+    for _, ns in ipairs{ src, t1, t2 } do cluster.kubectl("create namespace " .. ns) end
+    cluster.kubectl(("label namespace %s replicate=true"):format(t1))
+    cluster.kubectl(("-n %s create configmap app --from-literal=k=v1"):format(src))
+    cluster.kubectl(("-n %s label configmap app replicate=true"):format(src))
+    cluster.kubectl(("-n %s create configmap private --from-literal=k=secret"):format(src))
+    -- a stale copy from an earlier run whose source is gone
+    cluster.kubectl(("-n %s create configmap gone --from-literal=k=old"):format(t1))
+    cluster.kubectl(("-n %s label configmap gone replicated-from=%s"):format(t1, src))
+    local out_path, stop = start("examples/replicator.lua", { src })
+    local ok, err = pcall(function()
+      local function copies(ns) return ("-n %s get configmaps -l replicated-from=%s -o jsonpath={.items[*].metadata.name}=" ..
+        "{.items[*].data.k}"):format(ns, src) end
+      local o, done = kubectl_until(copies(t1), function(x) return x == "app=v1" end)
+      assert(done, "t1 copies: " .. tostring(o) .. "\n" .. contents(out_path))
+      o = cluster.kubectl(copies(t2))
+      assert.equals("=", o) -- not labelled: nothing
+      -- kept identical: a change of the source, and a hand edit of the copy
+      cluster.kubectl(("-n %s patch configmap app --type merge -p '{\"data\":{\"k\":\"v2\"}}'"):format(src))
+      o, done = kubectl_until(copies(t1), function(x) return x == "app=v2" end)
+      assert(done, "after the source changed: " .. tostring(o))
+      cluster.kubectl(("-n %s patch configmap app --type merge -p '{\"data\":{\"k\":\"by-hand\"}}'"):format(t1))
+      o, done = kubectl_until(copies(t1), function(x) return x == "app=v2" end)
+      assert(done, "after a hand edit: " .. tostring(o))
+      -- a namespace that appears later, and one that gets the label
+      cluster.kubectl("create namespace " .. t3)
+      cluster.kubectl(("label namespace %s replicate=true"):format(t3))
+      cluster.kubectl(("label namespace %s replicate=true"):format(t2))
+      for _, ns in ipairs{ t2, t3 } do
+        o, done = kubectl_until(copies(ns), function(x) return x == "app=v2" end)
+        assert(done, ns .. ": " .. tostring(o))
+      end
+      -- a namespace that loses the label loses the copy; removed with the source
+      cluster.kubectl(("label namespace %s replicate-"):format(t2))
+      o, done = kubectl_until(copies(t2), function(x) return x == "=" end)
+      assert(done, "t2 after unlabel: " .. tostring(o))
+      cluster.kubectl(("-n %s delete configmap app"):format(src))
+      for _, ns in ipairs{ t1, t3 } do
+        o, done = kubectl_until(copies(ns), function(x) return x == "=" end)
+        assert(done, ns .. " after the source went: " .. tostring(o))
+      end
+    end)
+    stop()
+    pcall(cluster.kubectl, "delete namespace --wait=false --ignore-not-found " .. ns_args(src, t1, t2, t3))
+    assert(ok, tostring(err) .. "\n" .. contents(out_path))
+    assert.not_matches("private", contents(out_path))
+  end)
+
+  it("website_operator.lua gives a Website its Deployment, Service, status and finalizer, and repairs them",
+    function()
+      cluster.kubectl("apply -f examples/website-crd.yaml")
+      cluster.kubectl("wait --for condition=established --timeout=30s crd/websites.example.com")
+      local ns = "ex-web-" .. run_id
+      cluster.kubectl("create namespace " .. ns)
+      local out_path, stop = start("examples/website_operator.lua", { ns })
+      local dir = cluster.tmpdir()
+      local site = cluster.write(dir .. "/site.yaml", ([[
+apiVersion: example.com/v1
+kind: Website
+metadata: { name: blog, namespace: %s }
+spec: { image: "nginx:1.27", replicas: 2 }
+]]):format(ns))
+      local ok, err = pcall(function()
+        assert(wait_for(out_path, "website%-operator: watching", 20), contents(out_path))
+        cluster.kubectl("apply -f " .. site)
+        local dep = ("-n %s get deployment blog -o jsonpath={.spec.replicas}/{.spec.template.spec.containers[0].image}/" ..
+          "{.metadata.ownerReferences[0].kind}"):format(ns)
+        local o, done = kubectl_until(dep, function(x) return x == "2/nginx:1.27/Website" end)
+        assert(done, "deployment: " .. tostring(o) .. "\n" .. contents(out_path))
+        o = cluster.kubectl(("-n %s get service blog -o jsonpath={.spec.ports[0].port}"):format(ns))
+        assert.equals("80", o)
+        o = cluster.kubectl(("-n %s get website blog -o jsonpath={.metadata.finalizers}"):format(ns))
+        assert.matches("example.com/cleanup", o)
+        o = cluster.kubectl(("-n %s get configmap website-registry -o jsonpath={.data.blog}"):format(ns))
+        assert.equals("nginx:1.27", o)
+        -- status: observedGeneration, and availableReplicas from the Deployment once its Pods run
+        local st = ("-n %s get website blog -o jsonpath={.status.observedGeneration}/{.status.availableReplicas}")
+          :format(ns)
+        o, done = kubectl_until(st, function(x) return x:match("^1/%d+$") ~= nil end)
+        assert(done, "status: " .. tostring(o))
+        -- a hand edit and a deletion of the Deployment are repaired
+        cluster.kubectl(("-n %s scale deployment blog --replicas=5"):format(ns))
+        o, done = kubectl_until(dep, function(x) return x == "2/nginx:1.27/Website" end)
+        assert(done, "after a hand edit: " .. tostring(o))
+        cluster.kubectl(("-n %s delete deployment blog"):format(ns))
+        o, done = kubectl_until(dep, function(x) return x == "2/nginx:1.27/Website" end)
+        assert(done, "after a delete: " .. tostring(o))
+        -- a spec change reaches the Deployment and the status
+        cluster.kubectl(("-n %s patch website blog --type merge -p '{\"spec\":{\"image\":\"nginx:1.28\"}}'"):format(ns))
+        o, done = kubectl_until(dep, function(x) return x == "2/nginx:1.28/Website" end)
+        assert(done, "after a spec change: " .. tostring(o))
+        o, done = kubectl_until(st, function(x) return x:match("^2/%d+$") ~= nil end)
+        assert(done, "status after a spec change: " .. tostring(o))
+        -- deletion: the cleanup runs, then the Website goes
+        cluster.kubectl(("-n %s delete website blog --wait=false"):format(ns))
+        assert(wait_for(out_path, "website " .. ns:gsub("%-", "%%-") .. "/blog: cleaned up", 30), contents(out_path))
+        o, done = kubectl_until(("-n %s get websites -o name"):format(ns), function(x) return x == "" end)
+        assert(done, "website still there: " .. tostring(o))
+        o = cluster.kubectl(("-n %s get configmap website-registry -o jsonpath={.data}"):format(ns))
+        assert.not_matches("blog", o)
+      end)
+      stop()
+      cluster.kubectl("delete namespace --wait=false " .. ns)
+      assert(ok, tostring(err) .. "\n" .. contents(out_path))
+    end)
 end)

@@ -420,16 +420,19 @@ describe("failing lists and watches through the fault proxy", function()
       local tail = #log - first + 1
       assert.is_true(tail <= k.count + 2, ("%s: %d requests from the first failure on"):format(k.name, tail))
       local shown = {}
+      -- the upper bounds allow for the client's own delay; under valgrind
+      -- (scale small) that delay is tens of times longer
+      local late = cluster.scale == "small" and 1.5 or 0.3
       for i, g in ipairs(gaps) do
         shown[i] = ("%.2f"):format(g)
         if k.retry_after then
           -- the server's Retry-After, not a jittered guess
-          assert.is_true(g >= k.retry_after - 0.05 and g <= k.retry_after + 0.6,
+          assert.is_true(g >= k.retry_after - 0.05 and g <= k.retry_after + 0.3 + late,
             ("%s: retry %d after %.2f s, Retry-After was %d"):format(k.name, i, g, k.retry_after))
         else
           -- about 0.8 s doubling, jittered 0.5x..1.5x
           local base = 0.8 * 2 ^ (i - 1)
-          assert.is_true(g >= 0.5 * base - 0.05 and g <= 1.5 * base + 0.3,
+          assert.is_true(g >= 0.5 * base - 0.05 and g <= 1.5 * base + late,
             ("%s: retry %d after %.2f s (expected %.1f..%.1f)"):format(k.name, i, g, 0.5 * base, 1.5 * base))
         end
       end

@@ -424,7 +424,11 @@ describe("c:controller", function()
     local t1 = measure(1, "one")
     local t8 = measure(8, "eight")
     print(("\n  %d reconciles of 3 calls: concurrency 1 %.2f s, concurrency 8 %.2f s (%.1fx)"):format(n, t1, t8, t1 / t8))
-    assert.is_true(t8 <= t1 / 3, ("concurrency 8 took %.2f s, concurrency 1 %.2f s"):format(t8, t1))
+    -- under valgrind (scale small) the client's own CPU, 20-50x slower, bounds both runs: the overlap is
+    -- only measured at full scale
+    if cluster.scale ~= "small" then
+      assert.is_true(t8 <= t1 / 3, ("concurrency 8 took %.2f s, concurrency 1 %.2f s"):format(t8, t1))
+    end
   end)
 
   it("stops with drain: no new keys, running reconciles finish", function()

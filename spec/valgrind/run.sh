@@ -23,12 +23,15 @@ export LUA_CPATH="$root/lua/?.so;;"
 export KINFORMER_SPEC_SCALE=${KINFORMER_SPEC_SCALE:-small}
 unset KUBECONFIG KUBERNETES_SERVICE_HOST KUBERNETES_SERVICE_PORT
 
-# The informer (churn, clear, 410s, restarts), the fault proxy's faults, and
-# the process faults and misbehaving callbacks (stop, clear, close, garbage
-# collection from inside callbacks), whichever of them exist.
+# The informer (churn, clear, 410s, restarts), the fault proxy's faults, the
+# process faults and misbehaving callbacks (stop, clear, close, garbage
+# collection from inside callbacks), and the controllers (request threads,
+# coroutines, the work queue), whichever of them exist.
 if [ $# -eq 0 ]; then
   set -- spec/lua/informer_spec.lua
-  for f in spec/lua/fault*_spec.lua spec/lua/robustness*_spec.lua; do [ -e "$f" ] && set -- "$@" "$f"; done
+  for f in spec/lua/fault*_spec.lua spec/lua/robustness*_spec.lua spec/lua/controller*_spec.lua; do
+    [ -e "$f" ] && set -- "$@" "$f"
+  done
 fi
 
 logdir=$root/build/valgrind

@@ -359,6 +359,16 @@ local function close_all(self)
 end
 
 function M.install(Client)
+  -- stop_all stops the client's controllers first (their reconciles finish
+  -- on their own), then its informers as before
+  local stop_all = Client.stop_all
+  function Client:stop_all(opts)
+    for ctl in pairs(live) do
+      if ctl.client == self then ctl:stop() end
+    end
+    return stop_all(self, opts)
+  end
+
   --- c:controller{ name =, resource =, reconcile =, ... } (README, "Operators")
   --> the controller, not started | nil, err (an unknown resource, a failed discovery).
   function Client:controller(opts)

@@ -40,7 +40,7 @@ build = {
         "csrc/kn_kubeconfig.c", "csrc/kn_config.c", "csrc/kn_exec.c", "csrc/kn_creds.c", "csrc/kn_loop.c",
         "csrc/kn_client.c",
         "csrc/kn_obj.c", "csrc/kn_watch.c", "csrc/kn_list.c", "csrc/kn_store.c", "csrc/kn_queue.c", "csrc/kn_reflector.c",
-        "csrc/kn_reflector_client.c", "csrc/lk_core.c", "csrc/lk_json.c", "csrc/lk_informer.c",
+        "csrc/kn_reflector_client.c", "csrc/kn_workqueue.c", "csrc/lk_core.c", "csrc/lk_json.c", "csrc/lk_informer.c",
       },
       libraries = { "curl", "yaml", "pthread" },
       incdirs = { "$(YAML_INCDIR)" },

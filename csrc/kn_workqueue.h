@@ -29,8 +29,13 @@ struct kn_wq_stats {
     size_t depth;          /* keys waiting (ready) */
     size_t delayed;        /* keys in the delay heap */
     size_t processing;     /* keys handed out and not yet done */
-    unsigned long long adds;    /* add calls that queued or dirtied a key (workqueue_adds_total) */
-    unsigned long long retries; /* add_rate_limited calls (workqueue_retries_total) */
+    /* Adds that queued or dirtied a key, delayed keys coming due included
+     * (workqueue_adds_total). client-go counts the same: its Add returns
+     * before the metric when the key is already dirty. */
+    unsigned long long adds;
+    /* add_rate_limited calls that were not ignored (workqueue_retries_total).
+     * client-go counts every AddAfter there; ours counts the failures. */
+    unsigned long long retries;
 };
 
 /* NULL when out of memory. */
@@ -40,11 +45,18 @@ void kn_wq_free(struct kn_wq *q);
 /* 0, or -1 when out of memory (the queue is unchanged). After shutdown, adds
  * are ignored (0). */
 int kn_wq_add(struct kn_wq *q, const char *key, double now);
-/* delay <= 0 is add. A key already waiting for a later time moves earlier;
- * never later (client-go keeps the earliest ready time). */
+/* delay <= 0 (or NaN) is add. A key already waiting for a later time moves
+ * earlier; never later (client-go keeps the earliest ready time). The delay
+ * is kept whatever else the key is doing: when it comes due it is an add
+ * like any other (nothing if the key still waits; a key added at once in
+ * the meantime and done by then runs again, as in client-go). Delayed keys
+ * with equal times come due in the order their times were set. */
 int kn_wq_add_after(struct kn_wq *q, const char *key, double delay, double now);
 /* add_after with the rate limiter's delay for key; counts a failure of key.
- * *delay_out (may be NULL) gets the delay chosen. */
+ * *delay_out (may be NULL) gets the delay chosen (always > 0). Both limiters
+ * count the call, as client-go's MaxOfRateLimiter asks both: the bucket's
+ * token is spent even when the backoff is longer. After shutdown: ignored,
+ * no failure counted, *delay_out 0. */
 int kn_wq_add_rate_limited(struct kn_wq *q, const char *key, double now, double *delay_out);
 /* Forgets key's failures (its next rate-limited delay starts again at
  * base_delay); does not remove the key. */
@@ -56,10 +68,12 @@ int kn_wq_failures(const struct kn_wq *q, const char *key);
  * the oldest waiting key: it becomes processing, and the returned string
  * stays valid until kn_wq_done for it. NULL when nothing is ready (or the
  * queue is shut down and empty). *waited (may be NULL) gets the seconds the
- * key waited since it became ready (workqueue_queue_duration_seconds). */
+ * key waited since it became ready (workqueue_queue_duration_seconds): since
+ * its add, or its due time for a delayed key. Never allocates. */
 const char *kn_wq_get(struct kn_wq *q, double now, double *waited);
-/* Ends processing of key: a key that was added meanwhile waits again.
- * 0, -1 when key is not processing. */
+/* Ends processing of key: a key that was added meanwhile waits again (at
+ * the FIFO's tail; after a shutdown without drain it is dropped). 0, -1 when
+ * key is not processing. Never allocates. */
 int kn_wq_done(struct kn_wq *q, const char *key, double now);
 /* 1 if key is waiting, delayed or processing. */
 int kn_wq_has(const struct kn_wq *q, const char *key);
@@ -67,12 +81,22 @@ int kn_wq_has(const struct kn_wq *q, const char *key);
 /* Seconds until the next delayed key is due (0: one is due now), or -1 when
  * nothing is delayed. Ready keys are not counted: check stats.depth. */
 double kn_wq_next_due(const struct kn_wq *q, double now);
-size_t kn_wq_len(const struct kn_wq *q); /* waiting, ready or delayed */
+/* Keys waiting, ready or delayed, each once; not the processing keys that
+ * were added again (they wait for done, and count in stats.processing). */
+size_t kn_wq_len(const struct kn_wq *q);
 
 /* No new keys from now on; delayed keys are dropped; waiting keys are still
  * handed out when drain is 1, dropped when 0. Processing keys finish. */
 void kn_wq_shutdown(struct kn_wq *q, int drain);
 int kn_wq_shutting_down(const struct kn_wq *q);
 void kn_wq_get_stats(const struct kn_wq *q, struct kn_wq_stats *out);
+
+/* For tests (added with the implementation: after an out-of-memory failure
+ * the contract says the queue is unchanged, and only the queue can see its
+ * own structures). 0 when every internal invariant holds (table, FIFO, heap
+ * and the counts agree; no record outlives its key's state and failures),
+ * else -1. *records (may be NULL) gets the number of keys the queue holds
+ * memory for, those remembered only for their failures included. O(n). */
+int kn_wq_check(const struct kn_wq *q, size_t *records);
 
 #endif

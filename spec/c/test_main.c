@@ -33,6 +33,7 @@ void test_watch(void); /* spec/c/test_watch.c */
 void test_queue(void); /* spec/c/test_queue.c */
 void test_creds(void); /* spec/c/test_creds.c */
 void test_reflector(void); /* spec/c/test_reflector.c */
+void test_workqueue(void); /* spec/c/test_workqueue.c */
 
 void t_fail(const char *file, int line, const char *fmt, ...)
 {
@@ -193,6 +194,7 @@ int main(void)
         { "obj", test_obj },         { "watch", test_watch },     { "queue", test_queue },
         { "creds", test_creds },
         { "reflector", test_reflector },
+        { "workqueue", test_workqueue },
     };
     /* The loaders read these; start every run from the same place. */
     static const char *const clear[] = { "KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT",

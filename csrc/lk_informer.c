@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "kn_client.h"
 #include "kn_loop.h"
@@ -552,6 +553,22 @@ static int l_now(lua_State *L)
     return 1;
 }
 
+/* core.wall_time() --> seconds since the epoch, with a fraction (Lease times) */
+static int l_wall_time(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + ts.tv_nsec / 1e9);
+    return 1;
+}
+
+/* core.pid() --> this process's id (a leader election identity) */
+static int l_pid(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)getpid());
+    return 1;
+}
+
 /* core.sleep(seconds): waits, without dispatching anything; a signal ends it early */
 static int l_sleep(lua_State *L)
 {
@@ -612,6 +629,7 @@ static const luaL_Reg informer_meta[] = {
 static const luaL_Reg funcs[] = {
     { "informer", l_informer }, { "next_event", l_next_event }, { "pending", l_pending }, { "fd", l_fd },
     { "now", l_now }, { "wake", l_wake }, { "sleep", l_sleep },
+    { "wall_time", l_wall_time }, { "pid", l_pid },
     { NULL, NULL },
 };
 

@@ -155,6 +155,7 @@ end
 require("kinformer.rest").install(Client)
 require("kinformer.informer").install(Client)
 require("kinformer.controller").install(Client)
+require("kinformer.leader").install(Client)
 
 M.Client = Client
 return M

@@ -21,12 +21,14 @@ Ctx.__name = "kinformer.controller.context"
 
 -- Controllers not yet stopped: kinformer.step and run start them.
 local live = {}
+local close_all -- lets go of a controller's informers (below)
 
 local option_types = {
   name = "string", resource = { "string", "table" }, namespace = "string", label_selector = "string",
   owns = "table", watches = "table", concurrency = "integer", finalizer = "string",
   reconcile = "function", cleanup = "function", on_error = "function",
   base_delay = "seconds", max_delay = "seconds", qps = "number", burst = "integer",
+  leader_election = "table",
 }
 
 local function fail(fmt, ...)
@@ -101,6 +103,11 @@ function Controller:enqueue(key, after)
   if after and after > 0 then self._q:add_after(key, after) else self._q:add(key) end
 end
 
+--- The controller's leader election (nil without the leader_election option).
+function Controller:leader_election()
+  return self._le
+end
+
 --- The informer of a resource the controller watches (its primary, an owned
 -- or a watched one), by the name it was given or its full name.
 function Controller:informer(resource)
@@ -123,6 +130,7 @@ function Controller:start()
   self._started = true
   for _, inf in ipairs(self._informers) do inf:start() end
   self._unpump = sched.add_pump(self, Controller._pump)
+  if self._le then self._le:start() end
   return self
 end
 
@@ -208,6 +216,7 @@ end
 
 function Controller:_pump()
   if self._stopped or not all_synced(self) then return 0, nil end
+  if self._le and not self._le:is_leader() and not self._stopping then return 0, nil end
   local ran = 0
   while self._in_flight < self._concurrency and not self._stopping do
     local key = self._q._h:get()
@@ -221,7 +230,8 @@ function Controller:_pump()
     self._stopped = true
     live[self] = nil
     if self._unpump then self._unpump() end
-    for _, inf in ipairs(self._informers) do inf:close() end
+    if self._le then self._le:release() end
+    close_all(self)
     return ran, nil
   end
   if self._in_flight < self._concurrency then return ran, self._q._h:next_due() end
@@ -239,7 +249,8 @@ function Controller:stop(opts)
   if not self._started then
     self._stopped = true
     live[self] = nil
-    for _, inf in ipairs(self._informers) do inf:close() end
+    close_all(self)
+    if self._le then self._le:release() end
     return true
   end
   if opts.drain then
@@ -256,7 +267,8 @@ function Controller:stats()
   local st = self._stats
   return { queued = q.depth + q.delayed, ready = q.depth, delayed = q.delayed, in_flight = self._in_flight,
     reconciles = st.reconciles, succeeded = st.succeeded, failed = st.failed, requeued = st.requeued,
-    adds = q.adds, retries = q.retries, synced = all_synced(self) }
+    adds = q.adds, retries = q.retries, synced = all_synced(self),
+    leader = self._le == nil or self._le:is_leader() }
 end
 
 function Controller:__tostring()
@@ -337,13 +349,25 @@ end
 
 -- ---- construction ----
 
+-- The informers are shared (c:informer's): a controller holds them through
+-- _acquire_informer and lets go with informer.release, which closes one only
+-- when nobody else uses it. The first informer of a resource names it for
+-- ctl:informer and ctx:get.
 local function add_informer(self, resource, r, opts)
-  local inf, err = self.client:informer(resource, opts)
+  local inf, err = self.client:_acquire_informer(resource, opts)
   if not inf then return nil, err end
   self._informers[#self._informers + 1] = inf
-  self._by_name[resource] = inf
-  self._by_name[r.resource .. (r.group ~= "" and ("." .. r.group) or "")] = inf
+  self._handles[inf] = self._handles[inf] or {}
+  local full = r.resource .. (r.group ~= "" and ("." .. r.group) or "")
+  self._by_name[resource] = self._by_name[resource] or inf
+  self._by_name[full] = self._by_name[full] or inf
   return inf
+end
+
+-- inf:on, remembered for release
+local function on(self, inf, event, fn)
+  local list = self._handles[inf]
+  list[#list + 1] = inf:on(event, fn)
 end
 
 local function enqueue_all(self, keys)
@@ -354,8 +378,9 @@ local function enqueue_all(self, keys)
   end
 end
 
-local function close_all(self)
-  for _, inf in ipairs(self._informers) do inf:close() end
+close_all = function(self)
+  for _, inf in ipairs(self._informers) do informer.release(inf, self._handles[inf]) end
+  self._informers = {}
 end
 
 function M.install(Client)
@@ -403,7 +428,7 @@ function M.install(Client)
       _on_error = opts.on_error, _concurrency = opts.concurrency or 1,
       _q = require("kinformer.queue").new{ base_delay = opts.base_delay, max_delay = opts.max_delay,
         qps = opts.qps, burst = opts.burst },
-      _informers = {}, _by_name = {}, _in_flight = 0, _running = {},
+      _informers = {}, _by_name = {}, _handles = {}, _in_flight = 0, _running = {},
       _stats = { reconciles = 0, succeeded = 0, failed = 0, requeued = 0 },
     }, Controller)
 
@@ -412,9 +437,9 @@ function M.install(Client)
     if not primary then return nil, perr end
     self_._primary = primary
     local q = self_._q
-    primary:on("add", function(obj) q:add(key_of(obj)) end)
-    primary:on("update", function(old, new) if worth_reconciling(old, new) then q:add(key_of(new)) end end)
-    primary:on("delete", function(obj) q:forget(key_of(obj)) end)
+    on(self_, primary, "add", function(obj) q:add(key_of(obj)) end)
+    on(self_, primary, "update", function(old, new) if worth_reconciling(old, new) then q:add(key_of(new)) end end)
+    on(self_, primary, "delete", function(obj) q:forget(key_of(obj)) end)
 
     local function owner_key(obj)
       local ref = controller_owner(obj, prim)
@@ -427,10 +452,10 @@ function M.install(Client)
       if not r then close_all(self_) return nil, rerr end
       local inf, ierr = add_informer(self_, res, r, { namespace = opts.namespace })
       if not inf then close_all(self_) return nil, ierr end
-      inf:add_index("owner", owner_uid)
-      inf:on("add", owner_key)
-      inf:on("update", function(old, new) owner_key(old) owner_key(new) end)
-      inf:on("delete", owner_key)
+      if not inf._indexes.owner then inf:add_index("owner", owner_uid) end
+      on(self_, inf, "add", owner_key)
+      on(self_, inf, "update", function(old, new) owner_key(old) owner_key(new) end)
+      on(self_, inf, "delete", owner_key)
     end
     for i, w in ipairs(opts.watches or {}) do
       local r, rerr = self:resolve(w[1])
@@ -443,9 +468,22 @@ function M.install(Client)
         if not ok then informer.report(keys, where) return end
         enqueue_all(self_, keys)
       end
-      inf:on("add", mapped)
-      inf:on("update", function(old, new) mapped(old) mapped(new) end)
-      inf:on("delete", mapped)
+      on(self_, inf, "add", mapped)
+      on(self_, inf, "update", function(old, new) mapped(old) mapped(new) end)
+      on(self_, inf, "delete", mapped)
+    end
+    if opts.leader_election then
+      local le, lerr = require("kinformer.leader").new(self, opts.leader_election,
+        "kinformer: controller: leader_election")
+      if not le then close_all(self_) return nil, lerr end
+      self_._le = le
+      local user_started = le._on_started
+      -- a new leader starts from everything in its (warm) cache: another
+      -- replica may have left any of it half done
+      le._on_started = function()
+        for _, obj in ipairs(primary:list()) do q:add(key_of(obj)) end
+        if user_started then user_started() end
+      end
     end
     live[self_] = true
     return self_

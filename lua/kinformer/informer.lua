@@ -418,6 +418,14 @@ local function wait_ms(timeout)
   return math.tointeger(math.ceil(timeout))
 end
 
+--- Lets go of an informer from Client:_acquire_informer: removes the
+-- handlers given, and closes it when nobody else holds it.
+function M.release(inf, handles)
+  for _, h in ipairs(handles or {}) do h:remove() end
+  inf._runtime_users = (inf._runtime_users or 1) - 1
+  if inf._runtime and inf._runtime_users <= 0 and not inf._closed then inf:close() end
+end
+
 --- Dispatches what is pending, waiting up to timeout_ms for the first event.
 -- Returns the number of callbacks' events handled.
 function M.step(timeout_ms)
@@ -574,8 +582,27 @@ end
 
 function M.install(Client)
   --- A shared informer: the same resource with the same options gives the same one.
+  local make_informer
   function Client:informer(resource, opts)
     opts = check_opts(opts, informer_options, "informer")
+    local inf, err = make_informer(self, resource, opts)
+    if inf then inf._runtime = false end -- the user holds it: the runtime never closes it
+    return inf, err
+  end
+
+  --- For controllers and leader elections: the shared informer, counted, so
+  -- that M.release closes it when the last of them lets go of one the user
+  -- never asked for.
+  function Client:_acquire_informer(resource, opts)
+    opts = check_opts(opts, informer_options, "informer")
+    local inf, err = make_informer(self, resource, opts)
+    if not inf then return nil, err end
+    if inf._runtime == nil then inf._runtime = true end
+    inf._runtime_users = (inf._runtime_users or 0) + 1
+    return inf
+  end
+
+  make_informer = function(self, resource, opts)
     local r, err = self:resolve(resource)
     if not r then return nil, err end
     local has = {}

@@ -124,6 +124,28 @@ function M.sleep(seconds)
   end
 end
 
+--- Calls fn() on the Lua thread, in the loop, once `seconds` have passed.
+function M.after(seconds, fn)
+  heap_push{ monotonic() + math.max(seconds, 0), fn }
+end
+
+--- Waits in the running coroutine of ours until `seconds` pass or the wait
+-- is poked, whichever comes first: register(poke) gets the function that
+-- ends it early (poking after the wait is over does nothing).
+function M.nap(seconds, register)
+  local co, live = coroutine.running(), true
+  local function poke()
+    if live then
+      live = false
+      M.wake(co)
+    end
+  end
+  if register then register(poke) end
+  M.after(seconds, poke)
+  coroutine.yield(WAIT)
+  live = false
+end
+
 --- Adds a pump: fn(owner) runs at every turn of the loop and returns what
 -- it ran and the seconds until it needs a turn again (nil: only when
 -- something happens); it goes with owner. Returns a function that removes it.
@@ -140,7 +162,7 @@ function M.turn()
   while timers[1] and timers[1][1] <= now do
     local t = heap_pop()
     n = n + 1
-    resume(t[2])
+    if type(t[2]) == "function" then t[2]() else resume(t[2]) end
   end
   while #runnable > 0 do
     local list = runnable

@@ -156,6 +156,7 @@ require("kinformer.rest").install(Client)
 require("kinformer.informer").install(Client)
 require("kinformer.controller").install(Client)
 require("kinformer.leader").install(Client)
+require("kinformer.events").install(Client)
 
 M.Client = Client
 return M

@@ -328,6 +328,17 @@ function Ctx:apply(child, opts)
     force = opts.force ~= false, namespace = md.namespace })
 end
 
+--- An Event about the primary (events.k8s.io/v1), from this controller:
+-- ctx:event("Warning", "ImagePullFailed", "image %s not found", img). Best
+-- effort: it never fails or blocks the reconcile (see c:event).
+function Ctx:event(etype, reason, fmt, ...)
+  local msg = fmt
+  if select("#", ...) > 0 then msg = tostring(fmt):format(...) end
+  local ctl = self.controller
+  return require("kinformer.events").emit(self.client, self.obj, etype, reason, msg,
+    { reporting_controller = ctl.name, reporting_instance = ctl._le and ctl._le.identity or nil }, 2)
+end
+
 --- Merge-patches the primary's status through the status subresource, only
 -- when one of the fields differs from the cached object. Returns the object
 -- (the cached one when nothing was written) and whether it wrote.

@@ -1,4 +1,5 @@
 #include "kn_calls.h"
+#include "kn_loop.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -124,7 +125,7 @@ int kn_calls_submit(struct kn_calls *p, const struct kn_request *req, kn_call_do
     }
     /* One more worker when every one is busy, up to the cap; the rest queue. */
     if (p->waiting == 0 && p->threads < p->max) {
-        if (pthread_create(&p->tids[p->threads], NULL, worker, p) == 0)
+        if (kn_thread_start(&p->tids[p->threads], worker, p) == 0)
             p->threads++;
         else if (p->threads == 0) {
             pthread_mutex_unlock(&p->mu);

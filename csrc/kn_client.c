@@ -65,19 +65,23 @@ static double mono_s(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static void sleep_s(double s)
+/* Sleeps s seconds; with a stop flag, in 50 ms slices that end early once
+ * it is set (a signal). */
+static void sleep_s(double s, const volatile sig_atomic_t *stop)
 {
     struct timespec ts;
-    if (s <= 0)
-        return;
-    ts.tv_sec = (time_t)s;
-    ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
+    while (s > 0 && !(stop && *stop)) {
+        double slice = stop && s > 0.05 ? 0.05 : s;
+        ts.tv_sec = (time_t)slice;
+        ts.tv_nsec = (long)((slice - (double)ts.tv_sec) * 1e9);
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR && !(stop && *stop))
+            ;
+        s -= slice;
+    }
 }
 
 /* Takes one token from the bucket, waiting for it outside the lock. */
-static void rate_limit(struct kn_client *c)
+static void rate_limit(struct kn_client *c, const volatile sig_atomic_t *stop)
 {
     double now, wait = 0;
     if (c->opts.qps <= 0)
@@ -92,7 +96,7 @@ static void rate_limit(struct kn_client *c)
     if (c->tokens < 0)
         wait = -c->tokens / c->opts.qps;
     pthread_mutex_unlock(&c->mu);
-    sleep_s(wait);
+    sleep_s(wait, stop);
 }
 
 /* tls-server-name: curl has no separate SNI/verify name, so the URL carries
@@ -413,7 +417,7 @@ static CURLcode perform(struct kn_client *c, const struct kn_request *req, struc
         free(url);
         return kn_err_set(err, 0, "Transport", "libcurl could not create a handle"), CURLE_OUT_OF_MEMORY;
     }
-    rc = kn_loop_run(c->loop, e);
+    rc = kn_loop_run(c->loop, e, req->interrupt);
     curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &resp->status);
     curl_easy_getinfo(e, CURLINFO_HTTP_VERSION, &resp->http_version);
     resp->http_version = resp->http_version == CURL_HTTP_VERSION_2_0 ? 20 : resp->http_version ? 11 : 0;
@@ -460,6 +464,15 @@ static double backoff_s(struct kn_client *c, int attempt, int retry_after)
     return base * jitter;
 }
 
+/* A signal asked the blocking caller to stop: the error says so. */
+static int interrupted(const struct kn_request *req, struct kn_err *err)
+{
+    if (!req->interrupt || !*req->interrupt)
+        return 0;
+    kn_err_set(err, 0, "Interrupted", "%s %s: interrupted by a signal", req->method, req->path);
+    return 1;
+}
+
 int kn_client_request(struct kn_client *c, const struct kn_request *req, struct kn_response *resp,
                       struct kn_err *err)
 {
@@ -475,10 +488,12 @@ int kn_client_request(struct kn_client *c, const struct kn_request *req, struct 
         k = kn_creds_get(c->creds, refreshed, err);
         if (!k)
             return -1;
-        rate_limit(c);
-        rc = perform(c, req, resp, k->token, &k->cert, &k->key, err);
+        rate_limit(c, req->interrupt);
+        rc = interrupted(req, err) ? CURLE_ABORTED_BY_CALLBACK : perform(c, req, resp, k->token, &k->cert, &k->key, err);
         kn_cred_release(k);
         resp->attempts = retries + refreshed + 1;
+        if (interrupted(req, err))
+            return -1;
 
         /* A 401 may only mean a rotated or expired credential: fetch it
          * again once and retry, as client-go does for exec plugins and
@@ -495,7 +510,7 @@ int kn_client_request(struct kn_client *c, const struct kn_request *req, struct 
             pthread_mutex_lock(&c->mu);
             c->stats.retries++;
             pthread_mutex_unlock(&c->mu);
-            sleep_s(wait);
+            sleep_s(wait, req->interrupt);
             continue;
         }
         return rc == CURLE_OK ? 0 : -1;
@@ -823,7 +838,7 @@ static void creds_ready(void *ud)
 {
     struct kn_client *c = ud;
     for (int i = 0; i < 200 && !kn_loop_after(c->loop, 0, creds_arrived, c); i++)
-        sleep_s(0.01);
+        sleep_s(0.01, NULL);
 }
 
 static void fail_waiting(void *ud)

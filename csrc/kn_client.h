@@ -4,6 +4,7 @@
 #ifndef KN_CLIENT_H
 #define KN_CLIENT_H
 
+#include <signal.h>
 #include <stddef.h>
 
 #include "kn_buf.h"
@@ -36,6 +37,9 @@ struct kn_request {
     const char *accept;       /* NULL: application/json */
     int timeout_ms;           /* 0: the client's timeout */
     int idempotent;           /* safe to repeat after a 5xx (GET, PUT, DELETE, apply patches) */
+    /* Blocking requests: when set and it turns non-zero (a signal handler
+     * sets it), the request ends at once with reason "Interrupted". */
+    const volatile sig_atomic_t *interrupt;
 };
 
 struct kn_response {

@@ -1,6 +1,7 @@
 /* A client's credentials; see kn_creds.h for the shape and the threads. */
 #define _GNU_SOURCE /* explicit_bzero */
 #include "kn_creds.h"
+#include "kn_loop.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -222,7 +223,7 @@ static int refresh_start(struct kn_creds *k, struct kn_err *err)
     k->stale = 0;
     k->refreshing = 1;
     k->exec_runs++;
-    rc = pthread_create(&k->thread, NULL, refresh_main, k);
+    rc = kn_thread_start(&k->thread, refresh_main, k);
     if (rc != 0) {
         k->refreshing = 0;
         return kn_err_set(err, 0, "ExecPlugin", "cannot start a thread for the exec plugin: %s", strerror(rc));

@@ -511,13 +511,7 @@ struct kn_loop *kn_loop_new(struct kn_err *err)
     /* The I/O thread takes no signals: they go to the Lua thread, whose wait
      * a signal ends (lua.c's Ctrl-C handler then raises in Lua). The new
      * thread inherits the mask that is in force while it is created. */
-    sigset_t all, old;
-    int created;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    created = pthread_create(&l->thread, NULL, run, l) == 0;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (!created) {
+    if (kn_thread_start(&l->thread, run, l) != 0) {
         curl_multi_cleanup(l->multi);
         close(l->wake_fd);
         pthread_mutex_destroy(&l->mu);
@@ -599,15 +593,48 @@ static void sync_done(struct kn_xfer *x, CURLcode rc)
     pthread_mutex_unlock(&s->loop->mu);
 }
 
-CURLcode kn_loop_run(struct kn_loop *l, CURL *easy)
+CURLcode kn_loop_run(struct kn_loop *l, CURL *easy, const volatile sig_atomic_t *stop)
 {
     struct sync_xfer s = { { easy, sync_done, NULL, 0 }, l, CURLE_OK, 0 };
+    int cancelled = 0;
     kn_loop_add(l, &s.x);
     pthread_mutex_lock(&l->mu);
-    while (!s.finished)
-        pthread_cond_wait(&l->cv, &l->mu);
+    while (!s.finished) {
+        if (!stop) {
+            pthread_cond_wait(&l->cv, &l->mu);
+            continue;
+        }
+        if (*stop && !cancelled) {
+            /* a signal: end the transfer; done still runs, and is waited for */
+            cancelled = 1;
+            pthread_mutex_unlock(&l->mu);
+            kn_loop_cancel(l, &s.x);
+            pthread_mutex_lock(&l->mu);
+            continue;
+        }
+        /* a handler cannot signal a condition variable: look every 50 ms */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&l->cv, &l->mu, &ts);
+    }
     pthread_mutex_unlock(&l->mu);
     return s.rc;
+}
+
+int kn_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+    sigset_t all, old;
+    int rc;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = pthread_create(t, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
 }
 
 void kn_loop_lock(struct kn_loop *l) { pthread_mutex_lock(&l->mu); }

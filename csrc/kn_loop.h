@@ -6,6 +6,8 @@
 #define KN_LOOP_H
 
 #include <curl/curl.h>
+#include <pthread.h>
+#include <signal.h>
 
 #include "kn_err.h"
 
@@ -32,8 +34,14 @@ void kn_loop_add(struct kn_loop *l, struct kn_xfer *x);
 /* Asks for a queued or running transfer to end (done runs with
  * CURLE_ABORTED_BY_CALLBACK unless it already finished). */
 void kn_loop_cancel(struct kn_loop *l, struct kn_xfer *x);
-/* Runs one transfer to completion, blocking the calling thread. */
-CURLcode kn_loop_run(struct kn_loop *l, CURL *easy);
+/* Runs one transfer to completion, blocking the calling thread. When stop
+ * is given and becomes non-zero (a signal handler sets it), the transfer is
+ * cancelled within 50 ms and CURLE_ABORTED_BY_CALLBACK returned. */
+CURLcode kn_loop_run(struct kn_loop *l, CURL *easy, const volatile sig_atomic_t *stop);
+
+/* pthread_create with every signal blocked in the new thread: signals go to
+ * the Lua thread, whose waits they end. */
+int kn_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
 
 /* Timers and calls: functions that run on the I/O thread, so that state
  * owned by that thread (reflectors) is never touched from another. */

@@ -125,10 +125,24 @@ static int l_request(lua_State *L)
     struct kn_request req = {0};
     struct kn_response resp = {0};
     struct kn_err err = {0};
+    int own_handlers = !lk_signals_installed();
     read_request(L, &req);
+    /* Ctrl-C or SIGTERM ends a blocking call at once (reason Interrupted);
+     * outside kinformer.run the handlers are ours only for this call. */
+    if (own_handlers)
+        lk_signals_begin(0);
+    req.interrupt = lk_signal_flag();
     if (kn_client_request(c, &req, &resp, &err) < 0) {
+        if (own_handlers) {
+            lk_signals_end();
+            lk_signal_clear();
+        }
         kn_buf_free(&resp.body);
         return lk_push_err(L, &err);
+    }
+    if (own_handlers) {
+        lk_signals_end();
+        lk_signal_clear(); /* one that came as the answer did: the call is done */
     }
     lua_pushinteger(L, resp.status);
     lua_pushlstring(L, resp.body.data ? resp.body.data : "", resp.body.len);
@@ -363,6 +377,7 @@ int luaopen_kinformer_core(lua_State *L)
     lk_json_register(L);
     lk_informer_register(L);
     lk_workqueue_register(L);
+    lk_signal_register(L);
     lua_pushstring(L, curl_version());
     lua_setfield(L, -2, "curl_version");
     return 1;

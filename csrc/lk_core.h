@@ -23,6 +23,14 @@ struct lclient *lk_check_client(lua_State *L, int idx);
 int lk_push_err(lua_State *L, const struct kn_err *err);
 void lk_informer_register(lua_State *L);
 void lk_workqueue_register(lua_State *L);
+void lk_signal_register(lua_State *L);
+/* Signals (lk_signal.c): handlers installed (nested), and the flag a blocking call watches. */
+#include <signal.h>
+void lk_signals_begin(int graceful);
+void lk_signals_end(void);
+int lk_signals_installed(void);
+const volatile sig_atomic_t *lk_signal_flag(void);
+void lk_signal_clear(void);
 
 /* For the binding's C tests (spec/c/lua): the event queue of L's informers,
  * and informer:list's body on any store. */

@@ -41,7 +41,7 @@ build = {
         "csrc/kn_client.c",
         "csrc/kn_obj.c", "csrc/kn_watch.c", "csrc/kn_list.c", "csrc/kn_store.c", "csrc/kn_queue.c", "csrc/kn_reflector.c",
         "csrc/kn_reflector_client.c", "csrc/kn_calls.c", "csrc/kn_workqueue.c",
-        "csrc/lk_core.c", "csrc/lk_json.c", "csrc/lk_informer.c", "csrc/lk_workqueue.c",
+        "csrc/lk_core.c", "csrc/lk_json.c", "csrc/lk_informer.c", "csrc/lk_workqueue.c", "csrc/lk_signal.c",
       },
       libraries = { "curl", "yaml", "pthread" },
       incdirs = { "$(YAML_INCDIR)" },

@@ -130,6 +130,7 @@ function Controller:start()
   self._started = true
   for _, inf in ipairs(self._informers) do inf:start() end
   self._unpump = sched.add_pump(self, Controller._pump)
+  sched.add_stopper(self, function(ctl) ctl:stop() end, function(ctl) return not ctl._stopped end)
   if self._le then self._le:start() end
   return self
 end

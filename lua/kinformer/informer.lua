@@ -468,24 +468,43 @@ local monotonic = core.now
 --- Starts every informer not yet started and dispatches callbacks until
 -- kinformer.stop() (returns true) or timeout seconds pass (returns false).
 function M.run(opts)
-  opts = opts_check("kinformer.run", opts, { timeout = "seconds" })
+  opts = opts_check("kinformer.run", opts, { timeout = "seconds", shutdown_timeout = "seconds" })
   for _, src in pairs(sources) do
     if not src._raw and not src._closed and not src._stopped_by_user then src:start() end
   end
   local deadline = opts.timeout and (monotonic() + opts.timeout)
-  -- a stop() asked for before run (or in a callback of an earlier step) ends it at once
-  while not stop_requested do
-    -- callbacks run only inside step, so a long wait never delays a stop();
-    -- a signal (Ctrl-C) ends the wait early; an idle script wakes once a minute
-    local wait = 60000
-    if deadline then
-      local left = deadline - monotonic()
-      if left <= 0 then return false end
-      wait = math.max(1, math.min(wait, math.floor(left * 1000)))
+  -- SIGTERM or SIGINT: a clean stop (below); a second one exits at once
+  core.signals_begin(true)
+  local ok, res, why = pcall(function()
+    -- a stop() asked for before run (or in a callback of an earlier step) ends it at once
+    while not stop_requested do
+      local sig = core.signal()
+      if sig then return "signal", sig end
+      -- callbacks run only inside step, so a long wait never delays a stop();
+      -- a signal ends the wait early; an idle script wakes once a minute
+      local wait = 60000
+      if deadline then
+        local left = deadline - monotonic()
+        if left <= 0 then return "timeout" end
+        wait = math.max(1, math.min(wait, math.floor(left * 1000)))
+      end
+      M.step(wait)
     end
-    M.step(wait)
+    return "stopped"
+  end)
+  if ok and res == "signal" then
+    -- controllers take no new keys, running reconciles get shutdown_timeout,
+    -- leases are released; the loop keeps going meanwhile, for their answers
+    local busy = sched.stop_all()
+    local until_t = monotonic() + (opts.shutdown_timeout or 30)
+    while busy() and monotonic() < until_t do M.step(50) end
   end
+  core.signals_end()
+  core.signal_clear()
+  if not ok then error(res, 0) end
+  if res == "timeout" then return false end
   stop_requested = false
+  if res == "signal" then return true, why end
   return true
 end
 

@@ -144,6 +144,7 @@ function LE:start()
   if self._stopped then error("kinformer: leader election " .. self.name .. " is stopped", 2) end
   if self._loop then return self end
   self._watch:start()
+  sched.add_stopper(self, function(le) le:release() end)
   self._loop = sched.spawn(run, function(_, ok, err)
     if not ok then informer.report(err, "leader election " .. self.name) end
   end, self)
@@ -154,6 +155,9 @@ end
 -- once. Returns true, or nil, err when the release could not be written (the
 -- lease then expires after lease_duration).
 function LE:release()
+  sched.remove_stopper(self)
+  if self._released then return true end
+  self._released = true
   self._stopped = true
   if self._poke then self._poke() end
   local was = self._leader

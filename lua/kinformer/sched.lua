@@ -188,6 +188,32 @@ function M.turn()
   return n, next_in
 end
 
+-- owner -> { stop = fn(owner), busy = fn(owner) --> true while it still winds down }:
+-- what kinformer.run stops on SIGTERM or SIGINT (controllers, leader elections).
+local stoppers = setmetatable({}, { __mode = "k" })
+
+function M.add_stopper(owner, stop, busy)
+  stoppers[owner] = { stop = stop, busy = busy }
+end
+
+function M.remove_stopper(owner)
+  stoppers[owner] = nil
+end
+
+--- Asks every stopper to stop; returns a function that is true while one is
+-- still winding down.
+function M.stop_all()
+  local list = {}
+  for owner, s in pairs(stoppers) do list[#list + 1] = { owner, s } end
+  for _, p in ipairs(list) do p[2].stop(p[1]) end
+  return function()
+    for _, p in ipairs(list) do
+      if p[2].busy and p[2].busy(p[1]) then return true end
+    end
+    return false
+  end
+end
+
 --- Coroutines of ours that wait for a request's answer.
 function M.waiting_requests()
   local n = 0

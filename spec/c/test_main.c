@@ -33,6 +33,7 @@ void test_watch(void); /* spec/c/test_watch.c */
 void test_queue(void); /* spec/c/test_queue.c */
 void test_creds(void); /* spec/c/test_creds.c */
 void test_reflector(void); /* spec/c/test_reflector.c */
+void test_list(void);      /* spec/c/test_list.c */
 
 void t_fail(const char *file, int line, const char *fmt, ...)
 {
@@ -191,8 +192,7 @@ int main(void)
         { "json", test_json },       { "base64", test_base64 }, { "kubeconfig", test_kubeconfig },
         { "config", test_config },   { "exec", test_exec },       { "store", test_store },
         { "obj", test_obj },         { "watch", test_watch },     { "queue", test_queue },
-        { "creds", test_creds },
-        { "reflector", test_reflector },
+        { "creds", test_creds },     { "list", test_list },       { "reflector", test_reflector },
     };
     /* The loaders read these; start every run from the same place. */
     static const char *const clear[] = { "KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT",

@@ -718,6 +718,12 @@ static int store_listed(struct kn_reflector *r, const char *rv)
     struct kn_qevent *ev;
     int first, failed = 0;
     struct kn_store *store = r->sink.store, *pending = r->sink.pending;
+    /* kn_store_list returns NULL only for want of memory (an empty store
+     * gives an empty array): read as "nothing listed", it would make a
+     * relist a no-op, or keep every vanished object. */
+    all = kn_store_list(pending, NULL, &n);
+    if (!all)
+        return -1;
     /* The bookkeeping first: whoever sees a notification of this relist
      * also sees the relist counted and its version. */
     pthread_mutex_lock(&r->mu);
@@ -727,9 +733,6 @@ static int store_listed(struct kn_reflector *r, const char *rv)
     if (!first)
         r->stats.relists++;
     pthread_mutex_unlock(&r->mu);
-    all = kn_store_list(pending, NULL, &n);
-    if (!all && n)
-        return -1;
     for (i = 0; i < n; i++) {
         struct kn_obj *cur = kn_store_get(store, all[i]->key), *old;
         int same = cur && strcmp(cur->rv, all[i]->rv) == 0;
@@ -745,7 +748,7 @@ static int store_listed(struct kn_reflector *r, const char *rv)
     }
     kn_store_release(all, n);
     all = kn_store_list(store, NULL, &n);
-    if (!all && n)
+    if (!all) /* what was applied so far was announced; the relist this asks for does the rest */
         return -1;
     for (i = 0; i < n; i++) {
         struct kn_obj *still = kn_store_get(pending, all[i]->key);
@@ -801,7 +804,16 @@ static int store_event(struct kn_reflector *r, const struct kn_watch_event *e)
             kn_obj_unref(e->obj);
             return -1;
         }
-        kn_obj_unref(kn_store_delete(r->sink.store, e->obj->key));
+        old = kn_store_delete(r->sink.store, e->obj->key);
+        if (!old) {
+            /* Never held (a relist saw it gone first): handlers never heard
+             * of it, so they hear nothing now, as client-go's DeltaFIFO
+             * drops the deletion of an object it does not know. */
+            kn_qevent_free(ev);
+            kn_obj_unref(e->obj);
+            return 0;
+        }
+        kn_obj_unref(old);
         deliver(r, ev, NULL, e->obj, 0);
         return 0;
     default: /* bookmarks only move the version */

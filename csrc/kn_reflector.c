@@ -34,6 +34,7 @@ struct run {
     double started;
     unsigned long events;
     int expired;          /* an ERROR event with code 410 came */
+    int too_large;        /* an ERROR event said the version is newer than the server can serve */
     int broken;           /* a line that was not an event, or an ERROR event */
     int desync;           /* the store or the queue could not follow (out of memory): list again */
 };
@@ -201,6 +202,17 @@ static void status_text(const char *body, size_t len, long status, char *out, si
     kn_json_free(&j);
 }
 
+/* An error answer saying that the version asked for is newer than the
+ * server can serve (when memory is too short to read it, the answer is taken
+ * as any other error and the request is tried again later). */
+static int body_too_large(long status, const char *body, size_t len)
+{
+    struct kn_json j = {0};
+    int yes = status >= 400 && len && kn_json_parse(&j, body, len) == 0 && kn_status_rv_too_large(&j, 0);
+    kn_json_free(&j);
+    return yes;
+}
+
 /* ---- URLs ---- */
 
 struct url {
@@ -297,6 +309,7 @@ static void back_off(struct kn_reflector *r, enum next next, int consistent, int
 static void page_done(void *ud, int ok, long status, const char *body, size_t len,
                       const struct kn_response *resp, const struct kn_err *err);
 static void start_watch(struct kn_reflector *r, int listing, int consistent);
+static void version_too_large(struct kn_reflector *r, int consistent);
 
 static void request_page(struct kn_reflector *r)
 {
@@ -389,6 +402,10 @@ static void page_done(void *ud, int ok, long status, const char *body, size_t le
         start_list(r, 1);
         return;
     }
+    if (body_too_large(status, body, len)) {
+        version_too_large(r, consistent);
+        return;
+    }
     if (status < 200 || status > 299) {
         status_text(body, len, status, text, sizeof text);
         report(r, "list %s: %s", r->what, text);
@@ -457,6 +474,8 @@ static int on_line(void *ud, const char *line, size_t len)
     if (ev.type == KN_EV_ERROR) {
         if (ev.code == 410) {
             run->expired = 1;
+        } else if (ev.rv_too_large) {
+            run->too_large = 1;
         } else {
             report(r, "watch %s: %s (%s, code %d)", r->what, ev.message, ev.reason, ev.code);
             run->broken = 1;
@@ -583,6 +602,35 @@ static void relist_after_expiry(struct kn_reflector *r)
     start_list(r, 1);
 }
 
+/* The version asked for is newer than the server can serve: its watch cache
+ * lags behind etcd (an API server that restarted, or one of several behind a
+ * balancer), or etcd went back in time (a restore), in which case it never
+ * will. As client-go (isTooLargeResourceVersionError): give the version up
+ * and list from the latest, a consistent read. A list does so at once, as
+ * client-go's does; a watch first backs off, since the same lagging cache
+ * serves the next watch. A raw watch is told as of an expired version: what
+ * happened in between is not replayed. A consistent read that gets this
+ * answer (a cache that serves consistent reads too) only waits and tries
+ * again. */
+static void version_too_large(struct kn_reflector *r, int consistent)
+{
+    char rv[64];
+    int watching = r->st.phase == WATCHING;
+    kn_reflector_rv(r, rv);
+    report(r, "%s %s: resourceVersion %s is newer than the server can serve (Too large resource version); %s",
+           watching ? "watch" : "list", r->what, consistent ? "\"\"" : rv,
+           consistent ? "trying again" : "listing from the latest");
+    if (consistent) {
+        back_off(r, NEXT_LIST, 1, -1);
+    } else if (watching) {
+        if (r->sink.ops->expired)
+            r->sink.ops->expired(r);
+        back_off(r, NEXT_LIST, 1, -1);
+    } else {
+        start_list(r, 1);
+    }
+}
+
 /* A streaming list ended before its initial-events-end bookmark. */
 static void streaming_list_done(struct kn_reflector *r, int ok, long status, const char *body, size_t len,
                                 const struct kn_response *resp, const struct kn_err *err)
@@ -619,6 +667,10 @@ static void watch_done(void *ud, int ok, long status, const char *body, size_t l
     count(r, &r->stats.reconnects);
     if (run->expired || status == 410) {
         relist_after_expiry(r);
+        return;
+    }
+    if (run->too_large || (ok == 0 && body_too_large(status, body, len))) {
+        version_too_large(r, r->st.phase == LISTING && r->st.u.listing.consistent);
         return;
     }
     if (r->st.phase == LISTING) {

@@ -14,6 +14,23 @@
 #define EV(t, obj) "{'type':'" t "','object':" obj "}"
 #define GONE EV("ERROR", "{'kind':'Status','apiVersion':'v1','status':'Failure','message':'too old','reason':'Expired','code':410}")
 
+/* the bookmark that ends a streaming list's initial state */
+#define INITIAL_END(rv)                                                                                                \
+    EV("BOOKMARK", "{'kind':'ConfigMap','apiVersion':'v1','metadata':{'resourceVersion':'" rv "',"                  \
+                   "'annotations':{'k8s.io/initial-events-end':'true'}}}")
+/* what an API server whose watch cache lags answers (storage.NewTooLargeResourceVersionError) */
+#define TOO_LARGE_STATUS                                                                                              \
+    "{'kind':'Status','apiVersion':'v1','metadata':{},'status':'Failure','message':'Timeout: Too large resource "    \
+    "version: 20, current: 15','reason':'Timeout','details':{'causes':[{'reason':'ResourceVersionTooLarge',"         \
+    "'message':'Too large resource version'}],'retryAfterSeconds':1},'code':504}"
+/* the same from servers before 1.19: no cause, only the message */
+#define TOO_LARGE_OLD                                                                                                 \
+    "{'kind':'Status','apiVersion':'v1','metadata':{},'status':'Failure','message':'Too large resource version: 20, " \
+    "current: 15','reason':'Timeout','code':504}"
+#define TIMEOUT_STATUS                                                                                                \
+    "{'kind':'Status','apiVersion':'v1','metadata':{},'status':'Failure','message':'Timeout: request did not "     \
+    "complete within the allotted timeout','reason':'Timeout','code':504}"
+
 /* The queue as text: "ADD ns/a 1|UPDATE ns/a 2|DELETE ns/b|SYNCED|ERROR: message"; a raw
  * watch's events by their type ("ADDED ns/c 11", "EXPIRED"). */
 static void drain(struct kn_queue *q, char *out, size_t cap)
@@ -64,6 +81,19 @@ static const char *rig_drain(struct rig *g)
 {
     drain(g->q, g->log, sizeof g->log);
     return g->log;
+}
+
+static int ends_with(const char *s, const char *tail)
+{
+    size_t n = s ? strlen(s) : 0, k = strlen(tail);
+    return n >= k && strcmp(s + n - k, tail) == 0;
+}
+
+/* The path of the open request, or "" when none is open. */
+static const char *open_path(struct fake *f)
+{
+    struct fake_req *o = fake_open(f);
+    return o ? o->path : "";
 }
 
 static void test_paths(void)
@@ -145,6 +175,86 @@ static void test_paths(void)
     kn_queue_unref(q);
 }
 
+/* "Too large resource version" (the server's watch cache lags behind the
+ * version asked for): as client-go, the version is given up for a list from
+ * the latest. Before, a watch relisted from the same version and a list
+ * retried it, for as long as the cache lagged (for ever after an etcd
+ * restore), and a raw watch resumed from it. */
+static void test_too_large(void)
+{
+    struct rig g;
+    rig_start(&g, FAKE_PAGED, 0);
+    fake_reply(&g.f, 200, LIST("10", "", CM("a", "5")), -1);
+    rig_drain(&g);
+    /* a watch told so backs off, then lists from the latest */
+    fake_reply(&g.f, 504, TOO_LARGE_STATUS, -1);
+    CHECK(!fake_open(&g.f) && fake_fire(&g.f) > 0);
+    CHECK(fake_open(&g.f) && !fake_open(&g.f)->watch);
+    CHECK(ends_with(open_path(&g.f), "&resourceVersion="));
+    CHECK_HAS(rig_drain(&g), "ERROR: watch /api/v1/configmaps: resourceVersion 10 is newer than the server can serve");
+    fake_reply(&g.f, 200, LIST("20", "", CM("a", "5") "," CM("b", "16")), -1);
+    CHECK_STR(rig_drain(&g), "ADD ns/b 16");
+    /* the same as an ERROR event, in the form of servers before 1.19 */
+    CHECK_HAS(open_path(&g.f), "resourceVersion=20");
+    fake_send(&g.f, EV("ERROR", TOO_LARGE_OLD));
+    CHECK(!fake_open(&g.f) && fake_fire(&g.f) > 0);
+    CHECK(ends_with(open_path(&g.f), "&resourceVersion="));
+    fake_reply(&g.f, 200, LIST("21", "", CM("a", "5") "," CM("b", "16")), -1);
+    /* a list at a version the server does not have yet: at once from the latest */
+    fake_reply(&g.f, 503, NULL, -1);
+    CHECK(fake_fire(&g.f) > 0);
+    CHECK_HAS(open_path(&g.f), "resourceVersion=21");
+    fake_reply(&g.f, 504, TOO_LARGE_STATUS, -1);
+    CHECK(fake_open(&g.f) && !fake_open(&g.f)->watch && fake_next_delay(&g.f) < 0);
+    CHECK(ends_with(open_path(&g.f), "&resourceVersion="));
+    /* a consistent read told so (a cache that serves those lags too) only waits */
+    fake_reply(&g.f, 504, TOO_LARGE_STATUS, -1);
+    CHECK(!fake_open(&g.f) && fake_fire(&g.f) > 0);
+    CHECK(ends_with(open_path(&g.f), "&resourceVersion="));
+    fake_reply(&g.f, 200, LIST("22", "", CM("a", "5") "," CM("b", "16")), -1);
+    /* a plain timeout is no version trouble: the relist keeps the version */
+    fake_reply(&g.f, 504, TIMEOUT_STATUS, -1);
+    CHECK(fake_fire(&g.f) > 0);
+    CHECK_HAS(open_path(&g.f), "resourceVersion=22");
+    CHECK_HAS(rig_drain(&g), "ERROR: watch /api/v1/configmaps: Timeout: request did not complete");
+    rig_end(&g);
+
+    /* a streaming list from a version told so, as HTTP or as an event: at once from the latest */
+    rig_start(&g, FAKE_STREAMING, 0);
+    fake_send(&g.f, EV("ADDED", CM("a", "5")));
+    fake_send(&g.f, INITIAL_END("10"));
+    for (int as_event = 0; as_event < 2; as_event++) {
+        fake_reply(&g.f, 503, NULL, -1);
+        CHECK(fake_fire(&g.f) > 0);
+        CHECK_HAS(open_path(&g.f), "sendInitialEvents=true");
+        CHECK_HAS(open_path(&g.f), "resourceVersion=10");
+        if (as_event)
+            fake_send(&g.f, EV("ERROR", TOO_LARGE_STATUS));
+        else
+            fake_reply(&g.f, 504, TOO_LARGE_STATUS, -1);
+        CHECK_MSG(fake_next_delay(&g.f) < 0, "as_event=%d: a wait", as_event);
+        CHECK_HAS(open_path(&g.f), "sendInitialEvents=true");
+        CHECK_MSG(ends_with(open_path(&g.f), "&resourceVersion="), "as_event=%d: %s", as_event, open_path(&g.f));
+        fake_send(&g.f, EV("ADDED", CM("a", "5")));
+        fake_send(&g.f, INITIAL_END("10"));
+    }
+    CHECK_HAS(rig_drain(&g), "ERROR: list /api/v1/configmaps: resourceVersion 10 is newer than the server can serve");
+    rig_end(&g);
+
+    /* a raw watch is told as of an expired version, and goes on from the latest */
+    rig_start(&g, FAKE_RAW, 0);
+    CHECK_HAS(open_path(&g.f), "resourceVersion=10");
+    fake_send(&g.f, EV("ERROR", TOO_LARGE_STATUS));
+    CHECK_HAS(rig_drain(&g), "|EXPIRED");
+    CHECK(!fake_open(&g.f) && fake_fire(&g.f) > 0);
+    CHECK_HAS(open_path(&g.f), "limit=1");
+    CHECK(ends_with(open_path(&g.f), "&resourceVersion="));
+    fake_reply(&g.f, 200, LIST("20", "", CM("a", "5")), -1);
+    CHECK_HAS(open_path(&g.f), "resourceVersion=20");
+    CHECK(fake_open(&g.f) && fake_open(&g.f)->watch);
+    rig_end(&g);
+}
+
 /* A DELETED event for an object the cache does not hold (a relist saw it
  * gone first) is no news to handlers that never heard of it. */
 static void test_delete_unknown(void)
@@ -188,6 +298,7 @@ void test_reflector_oom(void); /* spec/c/test_reflector_oom.c */
 void test_reflector(void)
 {
     test_paths();
+    test_too_large();
     test_delete_unknown();
     test_reflector_oom();
     test_loop_call_oom();

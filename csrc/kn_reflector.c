@@ -1032,8 +1032,12 @@ struct snap {
 static void take_snapshot(void *ud)
 {
     struct snap *s = ud;
-    s->objs = s->r->sink.store ? kn_store_list(s->r->sink.store, NULL, &s->n) : NULL;
     s->seq = s->r->seq;
+    if (s->r->sink.store) {
+        s->objs = kn_store_list(s->r->sink.store, NULL, &s->n);
+        if (!s->objs) /* out of memory: the mask stays, or a late handler would miss the objects held */
+            return;
+    }
     s->r->notify = s->mask;
 }
 

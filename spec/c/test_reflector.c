@@ -272,6 +272,33 @@ static void test_delete_unknown(void)
     rig_end(&g);
 }
 
+/* A snapshot that cannot be taken for want of memory changes nothing: the
+ * notifications stay as they were, or a late handler would hear of changes
+ * to objects it was never given. */
+static void test_snapshot_oom(void)
+{
+    struct rig g;
+    struct kn_obj **objs;
+    unsigned long long seq;
+    size_t n;
+    rig_start(&g, FAKE_PAGED, 0);
+    kn_reflector_set_notify(g.r, 0);
+    fake_reply(&g.f, 200, LIST("10", "", CM("a", "5")), -1);
+    rig_drain(&g);
+    af_arm(1);
+    objs = kn_reflector_snapshot(g.r, 7, &n, &seq);
+    af_disarm();
+    CHECK(objs == NULL && n == 0);
+    fake_send(&g.f, EV("MODIFIED", CM("a", "11")));
+    CHECK_STR(rig_drain(&g), "");
+    objs = kn_reflector_snapshot(g.r, 7, &n, &seq);
+    CHECK(objs && n == 1);
+    kn_store_release(objs, n);
+    fake_send(&g.f, EV("MODIFIED", CM("a", "12")));
+    CHECK_STR(rig_drain(&g), "UPDATE ns/a 12");
+    rig_end(&g);
+}
+
 static void run_fn(void *ud)
 {
     (*(int *)ud)++;
@@ -300,6 +327,7 @@ void test_reflector(void)
     test_paths();
     test_too_large();
     test_delete_unknown();
+    test_snapshot_oom();
     test_reflector_oom();
     test_loop_call_oom();
 }

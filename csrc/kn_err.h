@@ -20,6 +20,11 @@ struct kn_err {
 #define KN_PRINTF(a, b)
 #endif
 
+/* The reason of an error that only a want of memory caused, where a caller
+ * must tell it from bad input: a list item that could not be read for want
+ * of memory is not a bad item to skip, it makes the list fail. */
+#define KN_ERR_NOMEM "NoMemory"
+
 /* Always returns -1, so that a failure path can `return kn_err_set(...)`. */
 int kn_err_set(struct kn_err *err, int code, const char *reason, const char *fmt, ...) KN_PRINTF(4, 5);
 

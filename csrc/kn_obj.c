@@ -214,7 +214,7 @@ static struct kn_obj *build(struct plan *pl, const struct field *ns, const struc
     mem = sizeof *obj + count.n + 1 + key_n + 1 + ns->n + 1 + uid->n + 1 + rv->n + 1;
     obj = malloc(mem);
     if (!obj) {
-        kn_err_set(err, 0, "BadObject", "out of memory for an object of %zu bytes", count.n);
+        kn_err_set(err, 0, KN_ERR_NOMEM, "out of memory for an object of %zu bytes", count.n);
         return NULL;
     }
     obj->refs = 1;
@@ -283,7 +283,7 @@ static struct kn_obj *from_tokens(const struct kn_json *j, int root, const struc
     if (field_get(j, nm, &name) < 0 || field_get(j, nsi, &ns) < 0 ||
         field_get(j, kn_json_member(j, pl.meta, "uid"), &uid) < 0 ||
         field_get(j, kn_json_member(j, pl.meta, "resourceVersion"), &rv) < 0) {
-        kn_err_set(err, 0, "BadObject", "out of memory reading an object's metadata");
+        kn_err_set(err, 0, KN_ERR_NOMEM, "out of memory reading an object's metadata");
         goto done;
     }
     /* An escaped NUL would make two different objects share a key. */
@@ -293,7 +293,7 @@ static struct kn_obj *from_tokens(const struct kn_json *j, int root, const struc
         goto done;
     }
     if (lit_init(&pl.ins_api_version, norm->api_version) < 0 || lit_init(&pl.ins_kind, norm->kind) < 0) {
-        kn_err_set(err, 0, "BadObject", "out of memory normalizing an object");
+        kn_err_set(err, 0, KN_ERR_NOMEM, "out of memory normalizing an object");
         goto done;
     }
     obj = build(&pl, &ns, &name, &uid, &rv, err);

@@ -34,6 +34,7 @@ struct run {
     double started;
     unsigned long events;
     int expired;          /* an ERROR event with code 410 came */
+    int too_large;        /* an ERROR event said the version is newer than the server can serve */
     int broken;           /* a line that was not an event, or an ERROR event */
     int desync;           /* the store or the queue could not follow (out of memory): list again */
 };
@@ -201,6 +202,17 @@ static void status_text(const char *body, size_t len, long status, char *out, si
     kn_json_free(&j);
 }
 
+/* An error answer saying that the version asked for is newer than the
+ * server can serve (when memory is too short to read it, the answer is taken
+ * as any other error and the request is tried again later). */
+static int body_too_large(long status, const char *body, size_t len)
+{
+    struct kn_json j = {0};
+    int yes = status >= 400 && len && kn_json_parse(&j, body, len) == 0 && kn_status_rv_too_large(&j, 0);
+    kn_json_free(&j);
+    return yes;
+}
+
 /* ---- URLs ---- */
 
 struct url {
@@ -297,6 +309,7 @@ static void back_off(struct kn_reflector *r, enum next next, int consistent, int
 static void page_done(void *ud, int ok, long status, const char *body, size_t len,
                       const struct kn_response *resp, const struct kn_err *err);
 static void start_watch(struct kn_reflector *r, int listing, int consistent);
+static void version_too_large(struct kn_reflector *r, int consistent);
 
 static void request_page(struct kn_reflector *r)
 {
@@ -389,6 +402,10 @@ static void page_done(void *ud, int ok, long status, const char *body, size_t le
         start_list(r, 1);
         return;
     }
+    if (body_too_large(status, body, len)) {
+        version_too_large(r, consistent);
+        return;
+    }
     if (status < 200 || status > 299) {
         status_text(body, len, status, text, sizeof text);
         report(r, "list %s: %s", r->what, text);
@@ -457,6 +474,8 @@ static int on_line(void *ud, const char *line, size_t len)
     if (ev.type == KN_EV_ERROR) {
         if (ev.code == 410) {
             run->expired = 1;
+        } else if (ev.rv_too_large) {
+            run->too_large = 1;
         } else {
             report(r, "watch %s: %s (%s, code %d)", r->what, ev.message, ev.reason, ev.code);
             run->broken = 1;
@@ -583,6 +602,35 @@ static void relist_after_expiry(struct kn_reflector *r)
     start_list(r, 1);
 }
 
+/* The version asked for is newer than the server can serve: its watch cache
+ * lags behind etcd (an API server that restarted, or one of several behind a
+ * balancer), or etcd went back in time (a restore), in which case it never
+ * will. As client-go (isTooLargeResourceVersionError): give the version up
+ * and list from the latest, a consistent read. A list does so at once, as
+ * client-go's does; a watch first backs off, since the same lagging cache
+ * serves the next watch. A raw watch is told as of an expired version: what
+ * happened in between is not replayed. A consistent read that gets this
+ * answer (a cache that serves consistent reads too) only waits and tries
+ * again. */
+static void version_too_large(struct kn_reflector *r, int consistent)
+{
+    char rv[64];
+    int watching = r->st.phase == WATCHING;
+    kn_reflector_rv(r, rv);
+    report(r, "%s %s: resourceVersion %s is newer than the server can serve (Too large resource version); %s",
+           watching ? "watch" : "list", r->what, consistent ? "\"\"" : rv,
+           consistent ? "trying again" : "listing from the latest");
+    if (consistent) {
+        back_off(r, NEXT_LIST, 1, -1);
+    } else if (watching) {
+        if (r->sink.ops->expired)
+            r->sink.ops->expired(r);
+        back_off(r, NEXT_LIST, 1, -1);
+    } else {
+        start_list(r, 1);
+    }
+}
+
 /* A streaming list ended before its initial-events-end bookmark. */
 static void streaming_list_done(struct kn_reflector *r, int ok, long status, const char *body, size_t len,
                                 const struct kn_response *resp, const struct kn_err *err)
@@ -619,6 +667,10 @@ static void watch_done(void *ud, int ok, long status, const char *body, size_t l
     count(r, &r->stats.reconnects);
     if (run->expired || status == 410) {
         relist_after_expiry(r);
+        return;
+    }
+    if (run->too_large || (ok == 0 && body_too_large(status, body, len))) {
+        version_too_large(r, r->st.phase == LISTING && r->st.u.listing.consistent);
         return;
     }
     if (r->st.phase == LISTING) {
@@ -718,6 +770,12 @@ static int store_listed(struct kn_reflector *r, const char *rv)
     struct kn_qevent *ev;
     int first, failed = 0;
     struct kn_store *store = r->sink.store, *pending = r->sink.pending;
+    /* kn_store_list returns NULL only for want of memory (an empty store
+     * gives an empty array): read as "nothing listed", it would make a
+     * relist a no-op, or keep every vanished object. */
+    all = kn_store_list(pending, NULL, &n);
+    if (!all)
+        return -1;
     /* The bookkeeping first: whoever sees a notification of this relist
      * also sees the relist counted and its version. */
     pthread_mutex_lock(&r->mu);
@@ -727,9 +785,6 @@ static int store_listed(struct kn_reflector *r, const char *rv)
     if (!first)
         r->stats.relists++;
     pthread_mutex_unlock(&r->mu);
-    all = kn_store_list(pending, NULL, &n);
-    if (!all && n)
-        return -1;
     for (i = 0; i < n; i++) {
         struct kn_obj *cur = kn_store_get(store, all[i]->key), *old;
         int same = cur && strcmp(cur->rv, all[i]->rv) == 0;
@@ -745,7 +800,7 @@ static int store_listed(struct kn_reflector *r, const char *rv)
     }
     kn_store_release(all, n);
     all = kn_store_list(store, NULL, &n);
-    if (!all && n)
+    if (!all) /* what was applied so far was announced; the relist this asks for does the rest */
         return -1;
     for (i = 0; i < n; i++) {
         struct kn_obj *still = kn_store_get(pending, all[i]->key);
@@ -801,7 +856,16 @@ static int store_event(struct kn_reflector *r, const struct kn_watch_event *e)
             kn_obj_unref(e->obj);
             return -1;
         }
-        kn_obj_unref(kn_store_delete(r->sink.store, e->obj->key));
+        old = kn_store_delete(r->sink.store, e->obj->key);
+        if (!old) {
+            /* Never held (a relist saw it gone first): handlers never heard
+             * of it, so they hear nothing now, as client-go's DeltaFIFO
+             * drops the deletion of an object it does not know. */
+            kn_qevent_free(ev);
+            kn_obj_unref(e->obj);
+            return 0;
+        }
+        kn_obj_unref(old);
         deliver(r, ev, NULL, e->obj, 0);
         return 0;
     default: /* bookmarks only move the version */
@@ -968,8 +1032,12 @@ struct snap {
 static void take_snapshot(void *ud)
 {
     struct snap *s = ud;
-    s->objs = s->r->sink.store ? kn_store_list(s->r->sink.store, NULL, &s->n) : NULL;
     s->seq = s->r->seq;
+    if (s->r->sink.store) {
+        s->objs = kn_store_list(s->r->sink.store, NULL, &s->n);
+        if (!s->objs) /* out of memory: the mask stays, or a late handler would miss the objects held */
+            return;
+    }
     s->r->notify = s->mask;
 }
 

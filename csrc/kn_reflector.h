@@ -96,7 +96,8 @@ void kn_reflector_set_notify(struct kn_reflector *r, int mask);
 /* The cached objects and the sequence number of the last event pushed, as
  * one consistent picture (for a handler or an index added late); the mask
  * is set in the same step, so nothing falls between the two. Release with
- * kn_store_release. */
+ * kn_store_release. NULL when memory ran out (the mask is then unchanged)
+ * or for a raw watch. */
 struct kn_obj **kn_reflector_snapshot(struct kn_reflector *r, int mask, size_t *n, unsigned long long *seq);
 
 #endif

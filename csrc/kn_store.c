@@ -390,6 +390,24 @@ static void insert(struct kn_store *s, uint32_t i, uint32_t hash, uint32_t at, s
     s->obj_mem += obj->mem;
 }
 
+/* A put that ran out of memory. The first put of an empty store may have
+ * made a table before failing: an empty store holds none (and
+ * kn_store_bytes says 0). */
+static void put_failed(struct kn_store *s)
+{
+    if (s->count == 0) {
+        free(s->slots);
+        s->slots = NULL;
+        s->cap = 0;
+    }
+    if (s->ns_count == 0) {
+        free(s->ns);
+        s->ns = NULL;
+        s->ns_cap = 0;
+    }
+    errno = ENOMEM;
+}
+
 struct kn_obj *kn_store_put(struct kn_store *s, struct kn_obj *obj)
 {
     struct kn_obj *old = NULL;
@@ -410,13 +428,13 @@ struct kn_obj *kn_store_put(struct kn_store *s, struct kn_obj *obj)
     if (!s->slots || over_full(s->count + 1, s->cap)) {
         uint32_t cap = size_for(s->count + 1, MIN_SLOTS);
         if (!cap || key_resize(s, cap) < 0) {
-            errno = ENOMEM;
+            put_failed(s);
             goto out;
         }
     }
     /* After the key table grew: a failure here leaves a bigger, still valid table. */
     if (ns_reserve(s, obj->ns, &at) < 0) {
-        errno = ENOMEM;
+        put_failed(s);
         goto out;
     }
     insert(s, key_find(s, obj->key, hash), hash, at, obj);

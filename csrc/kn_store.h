@@ -14,7 +14,9 @@ struct kn_store *kn_store_new(void);
 void kn_store_free(struct kn_store *s);
 
 /* Inserts or replaces by obj->key; the store takes its own reference. Returns
- * the object it replaced (the caller now owns that reference) or NULL. */
+ * the object it replaced (the caller now owns that reference) or NULL. When
+ * memory runs out it returns NULL with errno ENOMEM and changes nothing (the
+ * caller keeps its reference): a caller that must know sets errno to 0 first. */
 struct kn_obj *kn_store_put(struct kn_store *s, struct kn_obj *obj);
 /* Removes by key; returns the removed object (caller owns the reference) or NULL. */
 struct kn_obj *kn_store_delete(struct kn_store *s, const char *key);
@@ -22,7 +24,8 @@ struct kn_obj *kn_store_delete(struct kn_store *s, const char *key);
 struct kn_obj *kn_store_get(struct kn_store *s, const char *key);
 
 /* All objects, or those of one namespace (ns != NULL), as an array of new
- * references the caller releases with kn_store_release. Sorted by key. */
+ * references the caller releases with kn_store_release. Sorted by key. NULL
+ * (errno ENOMEM, *n 0) only when memory runs out, never for "none". */
 struct kn_obj **kn_store_list(struct kn_store *s, const char *ns, size_t *n);
 void kn_store_release(struct kn_obj **objs, size_t n);
 

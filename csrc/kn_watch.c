@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* memmem */
 #include "kn_watch.h"
 
 #include <stdlib.h>
@@ -189,6 +190,31 @@ static int parse_bookmark(const struct kn_json *j, int obj, struct kn_watch_even
     return 0;
 }
 
+#define TOO_LARGE "Too large resource version"
+
+/* Whether the string at idx contains text as it is written (no escapes in text). */
+static int str_has(const struct kn_json *j, int idx, const char *text)
+{
+    return idx >= 0 && j->tok[idx].type == KN_J_STRING &&
+           memmem(j->text + j->tok[idx].start, j->tok[idx].end - j->tok[idx].start, text, strlen(text)) != NULL;
+}
+
+int kn_status_rv_too_large(const struct kn_json *j, int status)
+{
+    int causes = kn_json_path(j, status, "details.causes");
+    int timeout = kn_json_streq(j, kn_json_member(j, status, "reason"), "Timeout");
+    if (causes >= 0 && j->tok[causes].type == KN_J_ARRAY) {
+        int c = causes + 1;
+        for (int k = 0; k < j->tok[causes].size; k++, c = j->tok[c].next) {
+            if (kn_json_streq(j, kn_json_member(j, c, "reason"), "ResourceVersionTooLarge"))
+                return 1;
+            if (timeout && kn_json_streq(j, kn_json_member(j, c, "message"), TOO_LARGE))
+                return 1;
+        }
+    }
+    return timeout && str_has(j, kn_json_member(j, status, "message"), TOO_LARGE);
+}
+
 /* The object of an ERROR event is a metav1.Status. */
 static void parse_status(const struct kn_json *j, int obj, struct kn_watch_event *ev)
 {
@@ -205,6 +231,7 @@ static void parse_status(const struct kn_json *j, int obj, struct kn_watch_event
     }
     copy_string(j, kn_json_member(j, obj, "reason"), ev->reason, sizeof ev->reason);
     copy_string(j, kn_json_member(j, obj, "message"), ev->message, sizeof ev->message);
+    ev->rv_too_large = kn_status_rv_too_large(j, obj);
 }
 
 int kn_watch_parse(const char *line, size_t len, const struct kn_normalize *norm, struct kn_watch_event *ev,

@@ -38,7 +38,16 @@ struct kn_watch_event {
     int code;                /* ERROR: the Status code (410 when the version is too old) */
     char reason[64];         /* ERROR: the Status reason ("Expired", "Gone", ...) */
     char message[256];       /* ERROR: the Status message */
+    int rv_too_large;        /* ERROR: the version asked for is newer than the server can serve (see below) */
 };
+
+struct kn_json;
+/* Whether the metav1.Status at index status says that the resourceVersion
+ * asked for is newer than the server can serve yet (its watch cache lags, or
+ * etcd went back in time): a cause ResourceVersionTooLarge, or for servers
+ * before 1.19 a Timeout whose message says "Too large resource version", as
+ * client-go's isTooLargeResourceVersionError reads it. Never allocates. */
+int kn_status_rv_too_large(const struct kn_json *j, int status);
 
 /* Parses one line into ev. Returns 0, or -1 with err set for a line that is
  * not a watch event (bad JSON, unknown type, missing object). On success with

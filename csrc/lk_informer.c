@@ -361,6 +361,8 @@ static int l_snapshot(lua_State *L)
     unsigned long long seq;
     struct hold *ho = new_hold(L);
     ho->all = kn_reflector_snapshot(li->r, mask, &ho->n, &seq);
+    if (!ho->all && kn_reflector_store(li->r)) /* not an empty cache: the late handler is not added */
+        luaL_error(L, "kinformer: out of memory listing the cache");
     push_all(L, ho);
     hold_release(ho);
     lua_pushinteger(L, (lua_Integer)seq);

@@ -659,8 +659,8 @@ function M.install(Client)
   end
 
   --- A raw watch: fn(type, obj) for "ADDED", "MODIFIED", "DELETED", "BOOKMARK" (with bookmarks = true)
-  -- and "EXPIRED" (the version was too old: what happened meanwhile is not replayed; the watch goes
-  -- on from a fresh version). Resumes from the last version after any break.
+  -- and "EXPIRED" (the version was too old, or newer than the server can serve: what happened meanwhile
+  -- is not replayed; the watch goes on from a fresh version). Resumes from the last version after any break.
   function Client:watch(resource, opts, fn)
     if type(opts) == "function" and fn == nil then opts, fn = nil, opts end
     opts = check_opts(opts, watch_options, "watch")

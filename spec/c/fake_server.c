@@ -206,3 +206,19 @@ long fake_fire(struct fake *f)
     t->fn(t->ud);
     return ms;
 }
+
+struct kn_reflector *fake_reflector(struct fake *f, struct kn_queue *q, enum fake_mode mode)
+{
+    struct kn_reflector_opts o = {0};
+    struct kn_err err;
+    struct kn_reflector *r;
+    o.path = "/api/v1/configmaps";
+    o.page_size = 2;
+    o.paged_only = mode == FAKE_PAGED;
+    o.raw = mode == FAKE_RAW;
+    o.resource_version = mode == FAKE_RAW ? "10" : NULL;
+    r = kn_reflector_new_on(&f->t, q, 1, &o, &err);
+    if (r && mode != FAKE_RAW)
+        kn_reflector_set_notify(r, (1 << KN_Q_ADD) | (1 << KN_Q_UPDATE) | (1 << KN_Q_DELETE));
+    return r;
+}

@@ -46,4 +46,11 @@ void fake_send(struct fake *f, const char *json);
 long fake_fire(struct fake *f);
 long fake_next_delay(struct fake *f);   /* without firing; -1 when none */
 
+/* A reflector of ConfigMaps (/api/v1/configmaps) over the fake, with every
+ * notification on: lists in pages of 2 (FAKE_PAGED), a streaming list
+ * first (FAKE_STREAMING), or a raw watch from resourceVersion 10
+ * (FAKE_RAW). NULL when it cannot be made (out of memory). */
+enum fake_mode { FAKE_PAGED, FAKE_STREAMING, FAKE_RAW };
+struct kn_reflector *fake_reflector(struct fake *f, struct kn_queue *q, enum fake_mode mode);
+
 #endif

@@ -34,6 +34,7 @@ void test_queue(void); /* spec/c/test_queue.c */
 void test_creds(void); /* spec/c/test_creds.c */
 void test_reflector(void); /* spec/c/test_reflector.c */
 void test_workqueue(void); /* spec/c/test_workqueue.c */
+void test_list(void);      /* spec/c/test_list.c */
 
 void t_fail(const char *file, int line, const char *fmt, ...)
 {
@@ -192,8 +193,7 @@ int main(void)
         { "json", test_json },       { "base64", test_base64 }, { "kubeconfig", test_kubeconfig },
         { "config", test_config },   { "exec", test_exec },       { "store", test_store },
         { "obj", test_obj },         { "watch", test_watch },     { "queue", test_queue },
-        { "creds", test_creds },
-        { "reflector", test_reflector },
+        { "creds", test_creds },     { "list", test_list },       { "reflector", test_reflector },
         { "workqueue", test_workqueue },
     };
     /* The loaders read these; start every run from the same place. */

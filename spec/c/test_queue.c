@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "alloc_fail.h"
 #include "kn_queue.h"
 #include "test.h"
 
@@ -129,6 +130,60 @@ static void test_spent(void)
     kn_obj_unref(o);
 }
 
+/* Allocation failure: only kn_queue_new and kn_qevent_new allocate, and
+ * they say so with NULL; a push, pop, drop or unref never allocates, so an
+ * event once made can always be queued (the reflector makes the event before
+ * it changes the store, and never has to undo a change it could not announce). */
+struct oom_queue {
+    struct kn_obj *o;
+    int bad;
+};
+
+static void queue_oom_scenario(void *arg, unsigned long n)
+{
+    struct oom_queue *t = arg;
+    struct kn_queue *q;
+    unsigned long long pushed[10];
+    int npushed = 0, k = 0;
+    struct kn_qevent *ev;
+    af_arm(n);
+    q = kn_queue_new();
+    if (!q) {
+        af_disarm();
+        return;
+    }
+    for (int i = 0; i < 10; i++) {
+        ev = kn_qevent_new(KN_Q_UPDATE, 1 + (i % 3 == 2)); /* every third from source 2, dropped below */
+        if (!ev)
+            continue;
+        ev->seq = (unsigned long long)i;
+        ev->obj = kn_obj_ref(t->o);
+        kn_queue_push(q, ev);
+        if (i % 3 != 2)
+            pushed[npushed++] = (unsigned long long)i;
+    }
+    kn_queue_drop(q, 2);
+    while ((ev = kn_queue_pop(q))) {
+        t->bad += k >= npushed || ev->seq != pushed[k];
+        k++;
+        kn_queue_done(q, ev);
+    }
+    kn_queue_unref(q);
+    af_disarm();
+    t->bad += k != npushed || refs(t->o) != 1;
+}
+
+static void test_oom(void)
+{
+    static const char json[] = "{\"metadata\":{\"name\":\"x\"}}";
+    struct kn_normalize norm = { "v1", "ConfigMap", 0, 0 };
+    struct oom_queue t = { kn_obj_new(json, sizeof json - 1, &norm, NULL), 0 };
+    unsigned long total = af_every(queue_oom_scenario, &t);
+    CHECK_MSG(t.bad == 0, "%d mismatches under allocation failure", t.bad);
+    CHECK_MSG(total == 11, "the scenario made %lu allocations, want 11 (the queue and ten events)", total);
+    kn_obj_unref(t.o);
+}
+
 #define N_EVENTS 200000
 
 static void *producer(void *arg)
@@ -166,5 +221,6 @@ void test_queue(void)
 {
     test_batches();
     test_spent();
+    test_oom();
     test_threads();
 }

@@ -1,5 +1,6 @@
 /* kn_store: the informer's object cache (keys, namespace index, memory
  * accounting, thread safety). */
+#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -7,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "alloc_fail.h"
 #include "kn_store.h"
 #include "test.h"
 
@@ -451,6 +453,154 @@ static void test_model(void)
     kn_store_free(s);
 }
 
+/* Every allocation of a store's life failing in turn (alloc_fail.c): a put
+ * that cannot be made returns NULL with errno ENOMEM, leaves the store as it
+ * was and the reference the caller's; a list that cannot be made says so
+ * (NULL, ENOMEM), never "empty"; deletes never fail; and the store agrees
+ * with a model after every step, down to its references and its bytes. The
+ * steps reach every allocation: the key table growing (13th key), the
+ * namespace table growing (7th namespace), a namespace's array doubling
+ * (5th object), a replace that moves an object to a new namespace, and the
+ * shrinks on the way back down. */
+#define OOM_OBJS 19
+#define OOM_KEYS 17
+
+struct oom_store {
+    struct kn_obj *objs[OOM_OBJS];
+    struct kn_obj *model[OOM_KEYS]; /* by key slot: what the store must hold */
+    unsigned long n;
+    int bad;
+};
+
+static int key_slot(const struct oom_store *t, const char *key)
+{
+    for (int i = 0; i < OOM_KEYS; i++)
+        if (strcmp(t->objs[i]->key, key) == 0)
+            return i;
+    return -1;
+}
+
+static int by_key_ptr(const void *a, const void *b)
+{
+    return strcmp((*(struct kn_obj *const *)a)->key, (*(struct kn_obj *const *)b)->key);
+}
+
+/* The store equals the model: count, get, and the list of everything and of each namespace. */
+static void oom_verify(struct oom_store *t, struct kn_store *s, const char *when)
+{
+    static const char *const spaces[] = { NULL, "big", "n0", "n5", "n9", "", "moved", "none" };
+    size_t count = 0;
+    for (int i = 0; i < OOM_KEYS; i++) {
+        struct kn_obj *o = kn_store_get(s, t->objs[i]->key);
+        count += t->model[i] != NULL;
+        if (o != t->model[i] && !t->bad++)
+            t_fail(__FILE__, __LINE__, "n=%lu %s: get(%s) is not the model's", t->n, when, t->objs[i]->key);
+        kn_obj_unref(o);
+    }
+    if (kn_store_count(s) != count && !t->bad++)
+        t_fail(__FILE__, __LINE__, "n=%lu %s: count %zu, want %zu", t->n, when, kn_store_count(s), count);
+    for (size_t k = 0; k < sizeof spaces / sizeof *spaces; k++) {
+        struct kn_obj *want[OOM_KEYS], **got;
+        size_t nwant = 0, ngot;
+        for (int i = 0; i < OOM_KEYS; i++)
+            if (t->model[i] && (!spaces[k] || strcmp(t->model[i]->ns, spaces[k]) == 0))
+                want[nwant++] = t->model[i];
+        qsort(want, nwant, sizeof *want, by_key_ptr);
+        errno = 0;
+        got = kn_store_list(s, spaces[k], &ngot);
+        if (!got) {
+            if ((errno != ENOMEM || ngot != 0) && !t->bad++)
+                t_fail(__FILE__, __LINE__, "n=%lu %s: list failed without ENOMEM", t->n, when);
+            continue;
+        }
+        if ((ngot != nwant || memcmp(got, want, nwant * sizeof *want) != 0) && !t->bad++)
+            t_fail(__FILE__, __LINE__, "n=%lu %s: list(%s) is not the model's", t->n, when,
+                   spaces[k] ? spaces[k] : "NULL");
+        kn_store_release(got, ngot);
+    }
+}
+
+static void oom_put(struct oom_store *t, struct kn_store *s, int i)
+{
+    struct kn_obj *o = t->objs[i], *old;
+    int slot = key_slot(t, o->key), before = refs(o);
+    errno = 0;
+    old = kn_store_put(s, o);
+    if (!old && errno == ENOMEM) {
+        if (refs(o) != before && !t->bad++)
+            t_fail(__FILE__, __LINE__, "n=%lu: a failed put of %s kept a reference", t->n, o->key);
+    } else {
+        if (old != t->model[slot] && !t->bad++)
+            t_fail(__FILE__, __LINE__, "n=%lu: put(%s) replaced another object", t->n, o->key);
+        kn_obj_unref(old);
+        t->model[slot] = o;
+    }
+    oom_verify(t, s, "after a put");
+}
+
+static void oom_delete(struct oom_store *t, struct kn_store *s, int slot)
+{
+    struct kn_obj *o = kn_store_delete(s, t->objs[slot]->key);
+    if (o != t->model[slot] && !t->bad++)
+        t_fail(__FILE__, __LINE__, "n=%lu: delete(%s) is not the model's", t->n, t->objs[slot]->key);
+    kn_obj_unref(o);
+    t->model[slot] = NULL;
+    oom_verify(t, s, "after a delete");
+}
+
+static void store_oom_scenario(void *arg, unsigned long n)
+{
+    struct oom_store *t = arg;
+    struct kn_store *s;
+    memset(t->model, 0, sizeof t->model);
+    t->n = n;
+    af_arm(n);
+    s = kn_store_new();
+    if (!s) {
+        af_disarm();
+        return;
+    }
+    for (int i = 0; i < OOM_KEYS; i++)
+        oom_put(t, s, i);
+    oom_put(t, s, 17); /* a replace in place */
+    oom_put(t, s, 18); /* a replace that moves big/o1 to namespace "moved" */
+    for (int i = OOM_KEYS - 1; i >= 2; i--)
+        oom_delete(t, s, i);
+    kn_store_clear(s);
+    memset(t->model, 0, sizeof t->model);
+    oom_put(t, s, 3);
+    oom_delete(t, s, 3);
+    if (kn_store_bytes(s) != 0 && !t->bad++)
+        t_fail(__FILE__, __LINE__, "n=%lu: %zu bytes held by an empty store", n, kn_store_bytes(s));
+    kn_store_free(s);
+    af_disarm();
+    for (int i = 0; i < OOM_OBJS; i++)
+        if (refs(t->objs[i]) != 1 && !t->bad++)
+            t_fail(__FILE__, __LINE__, "n=%lu: %s has %d references after free", n, t->objs[i]->key, refs(t->objs[i]));
+}
+
+static void test_oom(void)
+{
+    struct oom_store t;
+    char name[16], ns[16];
+    unsigned long total;
+    memset(&t, 0, sizeof t);
+    /* 0..5 in "big", 6..15 in n0..n9, 16 cluster-scoped; 17 replaces 0, 18 is big/o1 in another namespace */
+    for (int i = 0; i < OOM_KEYS; i++) {
+        snprintf(name, sizeof name, "o%d", i);
+        snprintf(ns, sizeof ns, i < 6 ? "big" : i < 16 ? "n%d" : "", i - 6);
+        t.objs[i] = mk(ns, name, "1", "{}");
+    }
+    t.objs[17] = mk("big", "o0", "2", "{}");
+    t.objs[18] = mk("moved", "o1", "2", "{}");
+    t.objs[18]->key = t.objs[1]->key; /* as in test_ns_moves */
+    total = af_every(store_oom_scenario, &t);
+    CHECK_MSG(t.bad == 0, "%d mismatches under allocation failure", t.bad);
+    CHECK_MSG(total > 30, "the scenario made %lu allocations", total);
+    for (int i = 0; i < OOM_OBJS; i++)
+        kn_obj_unref(t.objs[i]);
+}
+
 /* A writer thread puts and deletes while this thread reads, as the I/O and
  * Lua threads do; ASan (and TSan, built apart) watch the overlap. */
 struct writer {
@@ -538,5 +688,6 @@ void test_store(void)
     test_many();
     test_clear();
     test_model();
+    test_oom();
     test_threads();
 }

@@ -29,6 +29,7 @@ void lk_signal_register(lua_State *L);
 void lk_signals_begin(int graceful);
 void lk_signals_end(void);
 int lk_signals_installed(void);
+/* the flag a blocking call watches; cleared by this call (a call starts afresh) */
 const volatile sig_atomic_t *lk_signal_flag(void);
 void lk_signal_clear(void);
 

@@ -16,6 +16,7 @@
 #include "lk_core.h"
 
 static volatile sig_atomic_t seen;     /* the first signal's number; 0: none */
+static volatile sig_atomic_t interrupt; /* a signal came during the blocking call in progress */
 static volatile sig_atomic_t graceful; /* a second signal exits at once */
 static struct sigaction saved_int, saved_term;
 static int installed;
@@ -25,6 +26,7 @@ static void on_signal(int sig)
     if (seen && graceful)
         _exit(128 + sig);
     seen = sig;
+    interrupt = 1;
 }
 
 void lk_signals_begin(int is_graceful)
@@ -55,14 +57,18 @@ int lk_signals_installed(void)
     return installed > 0;
 }
 
+/* The flag a blocking call watches, cleared as it starts: a call made while
+ * run winds down after a signal (a lease's release) is not cut short by it. */
 const volatile sig_atomic_t *lk_signal_flag(void)
 {
-    return &seen;
+    interrupt = 0;
+    return &interrupt;
 }
 
 void lk_signal_clear(void)
 {
     seen = 0;
+    interrupt = 0;
 }
 
 /* core.signals_begin(graceful), core.signals_end() */
@@ -92,7 +98,7 @@ static int l_signal(lua_State *L)
 static int l_clear(lua_State *L)
 {
     (void)L;
-    seen = 0;
+    lk_signal_clear();
     return 0;
 }
 

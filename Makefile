@@ -103,8 +103,9 @@ fuzz: deps $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 fuzz-smoke: deps $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 	spec/fuzz/run.sh 30 $(FUZZ_TARGETS)
 
-# The informer specs (churn at KINFORMER_SPEC_SCALE=small, clear, faults, misbehaving callbacks) under
-# valgrind memcheck, against a control plane of their own (so that make -j can run it beside the specs).
+# The informer specs (churn at KINFORMER_SPEC_SCALE=small, clear, faults, misbehaving callbacks, close,
+# by_index), exec plugins and dead HTTP/2 connections under valgrind memcheck, against a control plane
+# of their own (so that make -j can run it beside the specs).
 test-valgrind: deps all
 	KINFORMER_CLUSTER_DIR=$(CURDIR)/build/valgrind-cluster spec/with_cluster.sh spec/valgrind/run.sh
 

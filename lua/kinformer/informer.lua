@@ -326,8 +326,9 @@ function Informer:by_index(name, value)
   return out
 end
 
--- After stop() dropped the waiting events, the indexes are built again from
--- the cache: those changes will never be dispatched.
+-- At stop() the indexes are built again from the cache; the events still
+-- waiting are delivered to the handlers but, older than that, leave the
+-- indexes alone.
 reindex = function(inf)
   if next(inf._indexes) == nil or inf._closed then return end
   local objs, seq = inf._h:snapshot(inf._mask)

@@ -183,7 +183,11 @@ print("writes " .. n)
     assert.is_true(worst < 1, ("an event was delayed %.2f s"):format(worst))
   end)
 
-  it("reports a plugin that is not installed, with its install hint", function()
+  -- #novalgrind: under valgrind posix_spawnp cannot tell that the program is missing
+  -- (glibc's child reports a failed exec through memory shared by CLONE_VM, which
+  -- valgrind runs as a plain fork): it returns 0 and the child exits 127, so there
+  -- is no "could not be started" and no hint to show. spec/valgrind/run.sh skips it.
+  it("reports a plugin that is not installed, with its install hint #novalgrind", function()
     local kc = cluster.write_kubeconfig(dir, "kc", { cluster = cluster.cluster_data(), user = { exec =
       "\n      apiVersion: client.authentication.k8s.io/v1\n      command: kinformer-no-such-plugin\n"
       .. "      installHint: install it from your cloud's SDK\n" } })

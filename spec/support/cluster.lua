@@ -4,9 +4,12 @@ local M = {}
 
 M.dir = os.getenv("KINFORMER_CLUSTER_DIR") or ".cluster"
 
--- How big the heavy specs are: "full" (default), or "small" where each step
--- costs much more, as under valgrind (KINFORMER_SPEC_SCALE=small).
-M.scale = os.getenv("KINFORMER_SPEC_SCALE") == "small" and "small" or "full"
+-- How big the heavy specs are: "full" (default), "small" where each step
+-- costs much more, as under valgrind (KINFORMER_SPEC_SCALE=small), or "large"
+-- for a one-off measurement at the issue's scale (KINFORMER_SPEC_SCALE=large:
+-- minutes, and a heavy load on the control plane).
+local scale = os.getenv("KINFORMER_SPEC_SCALE")
+M.scale = (scale == "small" or scale == "large") and scale or "full"
 
 local function read(path)
   local f = assert(io.open(path, "rb"))

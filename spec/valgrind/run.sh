@@ -31,13 +31,12 @@ unset KUBECONFIG KUBERNETES_SERVICE_HOST KUBERNETES_SERVICE_PORT
 # collection from inside callbacks), closing informers and watches, by_index
 # under concurrent writes, the exec plugins (run off the I/O thread, a 5 s
 # refresh), and dead HTTP/2 connections (45 s of timers: waiting costs valgrind
-# nothing), and the controllers (request threads, coroutines, the work queue,
-# leader election between processes), whichever of them exist. About 9
-# minutes on two cores.
+# nothing), and the controllers (request threads, coroutines, the work
+# queue), whichever of them exist. About 9 minutes on two cores.
 if [ $# -eq 0 ]; then
   set -- spec/lua/informer_spec.lua
   for f in spec/lua/fault*_spec.lua spec/lua/robustness*_spec.lua spec/lua/close_spec.lua spec/lua/index_spec.lua \
-           spec/lua/auth_spec.lua spec/lua/connections_spec.lua; do
+           spec/lua/auth_spec.lua spec/lua/connections_spec.lua spec/lua/controller_spec.lua; do
     [ -e "$f" ] && set -- "$@" "$f"
   done
 fi

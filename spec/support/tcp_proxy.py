@@ -2,7 +2,11 @@
 """A TCP-level proxy between kinformer and the test control plane, for faults
 of the connection itself.
 
-    tcp_proxy.py --upstream HOST:PORT
+    tcp_proxy.py --upstream HOST:PORT [--delay MS]
+
+--delay MS holds every chunk MS milliseconds before passing it on, in each
+direction (order kept): the round trip of a network between a client and its
+API server (another zone, a load balancer), which loopback does not have.
 
 It prints one line on stdout:
 
@@ -27,9 +31,11 @@ SIGTERM (the spec that started it kills it by its pid).
 import argparse
 import json
 import os
+import queue
 import select
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -41,8 +47,35 @@ class Conn:
         self.closed = False
 
 
+class Delayed:
+    """Sends what it is given to a socket, each chunk `delay` seconds after it came, in order."""
+
+    def __init__(self, sock, delay):
+        self.sock = sock
+        self.delay = delay
+        self.q = queue.Queue()
+        threading.Thread(target=self.run, daemon=True).start()
+
+    def sendall(self, data):
+        self.q.put((time.monotonic() + self.delay, data))
+
+    def run(self):
+        while True:
+            due, data = self.q.get()
+            if data is None:
+                return
+            wait = due - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            try:
+                self.sock.sendall(data)
+            except OSError:
+                return
+
+
 class Proxy:
-    def __init__(self, upstream):
+    def __init__(self, upstream, delay=0.0):
+        self.delay = delay
         self.upstream = upstream
         self.lock = threading.Lock()
         self.conns = []
@@ -66,6 +99,8 @@ class Proxy:
 
     def pump(self, c):
         pairs = {c.client: c.upstream, c.upstream: c.client}
+        if self.delay > 0:
+            pairs = {c.client: Delayed(c.upstream, self.delay), c.upstream: Delayed(c.client, self.delay)}
         try:
             while not c.closed:
                 if c.stalled:
@@ -83,6 +118,9 @@ class Proxy:
                     pairs[s].sendall(data)
         except (OSError, EOFError, ValueError):
             pass
+        for dst in pairs.values():
+            if isinstance(dst, Delayed):
+                dst.q.put((0, None))
         self.close(c)
 
     def close(self, c):
@@ -161,9 +199,10 @@ def control_handler(proxy):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--upstream", required=True, help="HOST:PORT of the API server")
+    ap.add_argument("--delay", type=float, default=0.0, help="ms to hold each chunk, in each direction")
     a = ap.parse_args()
     host, port = a.upstream.rsplit(":", 1)
-    proxy = Proxy((host, int(port)))
+    proxy = Proxy((host, int(port)), a.delay / 1000.0)
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))

@@ -2,8 +2,14 @@
 -- owns, repaired when edited or deleted by hand; its status reports observedGeneration and the Deployment's
 -- availableReplicas; a finalizer takes its entry out of the ConfigMap "website-registry" before it goes.
 -- Run: kubectl apply -f examples/website-crd.yaml; lua5.4 examples/website_operator.lua [NAMESPACE]
+--   [--leader-elect LEASE_NAMESPACE]  run as one of several replicas (a Lease "website-operator" there)
 local kinformer = require "kinformer"
 local c = assert(kinformer.client())
+local namespace, lease_ns = nil, nil
+for i = 1, #arg do
+  if arg[i] == "--leader-elect" then lease_ns = arg[i + 1]
+  elseif arg[i - 1] ~= "--leader-elect" and arg[i] ~= "" then namespace = arg[i] end
+end
 local REGISTRY = "website-registry" -- a record outside the cluster's garbage collection: the cleanup's job
 
 local function registry(ctx, site, value) -- value nil: take the site out
@@ -19,7 +25,8 @@ end
 assert(c:controller{
   name = "website-operator",
   resource = "websites.example.com",
-  namespace = arg[1],
+  namespace = namespace,
+  leader_election = lease_ns and { namespace = lease_ns, name = "website-operator" } or nil,
   owns = { "deployments.apps", "services" },
   finalizer = "example.com/cleanup",
   concurrency = 4,
@@ -37,9 +44,10 @@ assert(c:controller{
     err = registry(ctx, site, site.spec.image)
     if err then return nil, err end
     local dep = ctx:get("deployments.apps", name) -- from the cache: its status changes bring us back here
-    _, err = ctx:set_status{ observedGeneration = site.metadata.generation,
-      availableReplicas = dep and dep.status and dep.status.availableReplicas or 0 }
-    if err then return nil, err end
+    local available = dep and dep.status and dep.status.availableReplicas or 0
+    local ok, wrote = ctx:set_status{ observedGeneration = site.metadata.generation, availableReplicas = available }
+    if not ok then return nil, wrote end
+    if wrote then ctx:event("Normal", "Synced", "%d of %d replicas available", available, site.spec.replicas or 1) end
   end,
   cleanup = function(site, ctx)
     local err = registry(ctx, site, nil)
@@ -47,5 +55,5 @@ assert(c:controller{
     print(("website %s/%s: cleaned up"):format(site.metadata.namespace, site.metadata.name))
   end,
 })
-print("website-operator: watching websites.example.com" .. (arg[1] and (" in " .. arg[1]) or ""))
+print("website-operator: watching websites.example.com" .. (namespace and (" in " .. namespace) or ""))
 kinformer.run()

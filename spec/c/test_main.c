@@ -34,6 +34,7 @@ void test_queue(void); /* spec/c/test_queue.c */
 void test_creds(void); /* spec/c/test_creds.c */
 void test_reflector(void); /* spec/c/test_reflector.c */
 void test_workqueue(void); /* spec/c/test_workqueue.c */
+void test_metrics(void);   /* spec/c/test_metrics.c */
 
 void t_fail(const char *file, int line, const char *fmt, ...)
 {
@@ -195,6 +196,7 @@ int main(void)
         { "creds", test_creds },
         { "reflector", test_reflector },
         { "workqueue", test_workqueue },
+        { "metrics", test_metrics },
     };
     /* The loaders read these; start every run from the same place. */
     static const char *const clear[] = { "KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT",

@@ -11,19 +11,19 @@ LUA         ?= lua$(LUA_VERSION)
 CC          ?= cc
 CFLAGS      ?= -O2 -g
 WARN        := -Wall -Wextra -Werror -std=gnu11
-PKG_CFLAGS  := $(shell pkg-config --cflags libcurl yaml-0.1 2>/dev/null)
-PKG_LIBS    := $(shell pkg-config --libs libcurl yaml-0.1 2>/dev/null || echo -lcurl -lyaml)
+PKG_CFLAGS  := $(shell pkg-config --cflags libcurl yaml-0.1 libmicrohttpd 2>/dev/null)
+PKG_LIBS    := $(shell pkg-config --libs libcurl yaml-0.1 libmicrohttpd 2>/dev/null || echo -lcurl -lyaml -lmicrohttpd)
 
 CORE_SRC := csrc/kn_err.c csrc/kn_buf.c csrc/kn_base64.c csrc/kn_json.c csrc/kn_kubeconfig.c \
             csrc/kn_config.c csrc/kn_exec.c csrc/kn_creds.c csrc/kn_loop.c csrc/kn_client.c csrc/kn_obj.c \
             csrc/kn_watch.c csrc/kn_list.c csrc/kn_store.c csrc/kn_queue.c csrc/kn_reflector.c csrc/kn_reflector_client.c \
-            csrc/kn_calls.c csrc/kn_workqueue.c csrc/kn_metrics.c
+            csrc/kn_calls.c csrc/kn_workqueue.c csrc/kn_metrics.c csrc/kn_health.c csrc/kn_serve.c
 BIND_SRC := csrc/lk_core.c csrc/lk_json.c csrc/lk_informer.c csrc/lk_workqueue.c
 HDRS     := $(wildcard csrc/*.h)
 MODULE   := lua/kinformer/core.so
 
 DEB_PKGS := lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev libyaml-dev lua-busted lua-check \
-            luarocks pkg-config openssl curl ca-certificates gcc make python3 strace clang valgrind
+            luarocks pkg-config openssl curl ca-certificates gcc make python3 strace clang valgrind libmicrohttpd-dev
 
 export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;
 export LUA_CPATH := $(CURDIR)/lua/?.so;;

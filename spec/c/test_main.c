@@ -35,6 +35,7 @@ void test_creds(void); /* spec/c/test_creds.c */
 void test_reflector(void); /* spec/c/test_reflector.c */
 void test_workqueue(void); /* spec/c/test_workqueue.c */
 void test_metrics(void);   /* spec/c/test_metrics.c */
+void test_serve(void);     /* spec/c/test_serve.c */
 
 void t_fail(const char *file, int line, const char *fmt, ...)
 {
@@ -197,6 +198,7 @@ int main(void)
         { "reflector", test_reflector },
         { "workqueue", test_workqueue },
         { "metrics", test_metrics },
+        { "serve", test_serve },
     };
     /* The loaders read these; start every run from the same place. */
     static const char *const clear[] = { "KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT",

@@ -173,13 +173,14 @@ static int check_bounds(const char *name, const double *b, size_t n, const doubl
 
 /* ---- families ---- */
 
-/* Index of name in reg->fams, or where it would go (*found 0). */
-static size_t find_family(const struct kn_metrics *reg, const char *name, int *found)
+/* Binary search over n sorted items; cmp_at(key, i) compares item i with
+ * the key. The item's index, or where the key would go (*found 0). */
+static size_t search(size_t n, int (*cmp_at)(const void *key, size_t i), const void *key, int *found)
 {
-    size_t lo = 0, hi = reg->n;
+    size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(reg->fams[mid]->name, name);
+        int c = cmp_at(key, mid);
         if (c == 0) {
             *found = 1;
             return mid;
@@ -191,6 +192,23 @@ static size_t find_family(const struct kn_metrics *reg, const char *name, int *f
     }
     *found = 0;
     return lo;
+}
+
+struct family_key {
+    const struct kn_metrics *reg;
+    const char *name;
+};
+
+static int family_at(const void *key, size_t i)
+{
+    const struct family_key *k = key;
+    return strcmp(k->reg->fams[i]->name, k->name);
+}
+
+static size_t find_family(const struct kn_metrics *reg, const char *name, int *found)
+{
+    struct family_key k = { reg, name };
+    return search(reg->n, family_at, &k, found);
 }
 
 static int same_definition(const struct kn_mfam *f, enum kn_mtype type, const char *help, const char *const *labels,
@@ -391,10 +409,17 @@ const char *kn_mfam_name(const struct kn_mfam *f)
 
 /* ---- series ---- */
 
-static int cmp_values(const struct series *s, const char *const *values, size_t n)
+struct series_key {
+    const struct kn_mfam *f;
+    const char *const *values;
+};
+
+static int series_at(const void *key, size_t i)
 {
-    for (size_t i = 0; i < n; i++) {
-        int c = strcmp(s->values[i], values[i]);
+    const struct series_key *k = key;
+    const struct series *s = k->f->series[i];
+    for (size_t l = 0; l < k->f->nlabels; l++) {
+        int c = strcmp(s->values[l], k->values[l]);
         if (c)
             return c;
     }
@@ -403,21 +428,8 @@ static int cmp_values(const struct series *s, const char *const *values, size_t 
 
 static size_t find_series(const struct kn_mfam *f, const char *const *values, int *found)
 {
-    size_t lo = 0, hi = f->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = cmp_values(f->series[mid], values, f->nlabels);
-        if (c == 0) {
-            *found = 1;
-            return mid;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = 0;
-    return lo;
+    struct series_key k = { f, values };
+    return search(f->n, series_at, &k, found);
 }
 
 static int check_values(const struct kn_mfam *f, const char *const *values, size_t nvalues, struct kn_err *err)

@@ -150,6 +150,15 @@ static void get(int port, const char *method, const char *path, struct reply *r)
     exchange(port, req, (size_t)n, r, 5);
 }
 
+/* The status of a request on a connection of its own (0: none came). */
+static int status(int port, const char *method, const char *path)
+{
+    struct reply r;
+    get(port, method, path, &r);
+    free(r.text);
+    return r.status;
+}
+
 static const char *body(const struct reply *r)
 {
     const char *b = strstr(r->text, "\r\n\r\n");
@@ -295,12 +304,8 @@ static void test_nulls(void)
     get(kn_serve_port(s), "GET", "/metrics", &r);
     CHECK(r.status == 200 && *body(&r) == '\0');
     free(r.text);
-    get(kn_serve_port(s), "GET", "/readyz", &r);
-    CHECK(r.status == 200);
-    free(r.text);
-    get(kn_serve_port(s), "GET", "/healthz", &r);
-    CHECK(r.status == 200);
-    free(r.text);
+    CHECK(status(kn_serve_port(s), "GET", "/readyz") == 200);
+    CHECK(status(kn_serve_port(s), "GET", "/healthz") == 200);
     kn_serve_stop(s);
 }
 
@@ -348,10 +353,7 @@ static void test_bind(void)
     s2 = kn_serve_start(&o, NULL, NULL, &err);
     CHECK_MSG(s2 != NULL, "every interface: %s", err.msg);
     if (s2) {
-        struct reply r;
-        get(kn_serve_port(s2), "GET", "/healthz", &r);
-        CHECK(r.status == 200);
-        free(r.text);
+        CHECK(status(kn_serve_port(s2), "GET", "/healthz") == 200);
         kn_serve_stop(s2);
     }
 }
@@ -375,9 +377,7 @@ static void test_health_rules(void)
     CHECK(kn_health_check(h, reason, sizeof reason));
     kn_health_busy(h);
     atomic_store(&clk.t, 100004.9);
-    get(port, "GET", "/healthz", &r);
-    CHECK(r.status == 200);
-    free(r.text);
+    CHECK(status(port, "GET", "/healthz") == 200);
     atomic_store(&clk.t, 100006);
     get(port, "GET", "/healthz", &r);
     CHECK(r.status == 500);
@@ -388,9 +388,7 @@ static void test_health_rules(void)
     CHECK(r.status == 500 && *body(&r) == '\0');
     free(r.text);
     kn_health_waiting(h);
-    get(port, "GET", "/healthz", &r);
-    CHECK(r.status == 200);
-    free(r.text);
+    CHECK(status(port, "GET", "/healthz") == 200);
     kn_health_busy(h); /* a new turn starts its own count */
     atomic_store(&clk.t, 100010);
     CHECK(kn_health_check(h, reason, sizeof reason));
@@ -456,9 +454,7 @@ static void test_health_rules(void)
         if (!s2)
             return;
         kn_health_busy(h2);
-        get(kn_serve_port(s2), "GET", "/healthz", &r);
-        CHECK(r.status == 200);
-        free(r.text);
+        CHECK(status(kn_serve_port(s2), "GET", "/healthz") == 200);
         nap(0.3);
         get(kn_serve_port(s2), "GET", "/healthz", &r);
         CHECK(r.status == 500 && mono() - t0 >= 0.2);

@@ -18,7 +18,7 @@ CORE_SRC := csrc/kn_err.c csrc/kn_buf.c csrc/kn_base64.c csrc/kn_json.c csrc/kn_
             csrc/kn_config.c csrc/kn_exec.c csrc/kn_creds.c csrc/kn_loop.c csrc/kn_client.c csrc/kn_obj.c \
             csrc/kn_watch.c csrc/kn_list.c csrc/kn_store.c csrc/kn_queue.c csrc/kn_reflector.c csrc/kn_reflector_client.c \
             csrc/kn_calls.c csrc/kn_workqueue.c csrc/kn_metrics.c csrc/kn_health.c csrc/kn_serve.c
-BIND_SRC := csrc/lk_core.c csrc/lk_json.c csrc/lk_informer.c csrc/lk_workqueue.c
+BIND_SRC := csrc/lk_core.c csrc/lk_json.c csrc/lk_informer.c csrc/lk_workqueue.c csrc/lk_serve.c
 HDRS     := $(wildcard csrc/*.h)
 MODULE   := lua/kinformer/core.so
 

@@ -23,6 +23,12 @@ struct lclient *lk_check_client(lua_State *L, int idx);
 int lk_push_err(lua_State *L, const struct kn_err *err);
 void lk_informer_register(lua_State *L);
 void lk_workqueue_register(lua_State *L);
+/* core.metrics and core.serve (lk_serve.c). */
+void lk_serve_register(lua_State *L);
+/* The health state of the server userdata at idx (raises if it is not
+ * one), for C that reports liveness from its own thread (kn_health_beat). */
+struct kn_health;
+struct kn_health *lk_server_health(lua_State *L, int idx);
 
 /* For the binding's C tests (spec/c/lua): the event queue of L's informers,
  * and informer:list's body on any store. */

@@ -43,7 +43,7 @@ build = {
         "csrc/kn_obj.c", "csrc/kn_watch.c", "csrc/kn_list.c", "csrc/kn_store.c", "csrc/kn_queue.c", "csrc/kn_reflector.c",
         "csrc/kn_reflector_client.c", "csrc/kn_calls.c", "csrc/kn_workqueue.c",
         "csrc/kn_metrics.c", "csrc/kn_health.c", "csrc/kn_serve.c",
-        "csrc/lk_core.c", "csrc/lk_json.c", "csrc/lk_informer.c", "csrc/lk_workqueue.c",
+        "csrc/lk_core.c", "csrc/lk_json.c", "csrc/lk_informer.c", "csrc/lk_workqueue.c", "csrc/lk_serve.c",
       },
       libraries = { "curl", "yaml", "microhttpd", "pthread", "m" },
       incdirs = { "$(YAML_INCDIR)", "$(MHD_INCDIR)" },

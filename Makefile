@@ -11,19 +11,19 @@ LUA         ?= lua$(LUA_VERSION)
 CC          ?= cc
 CFLAGS      ?= -O2 -g
 WARN        := -Wall -Wextra -Werror -std=gnu11
-PKG_CFLAGS  := $(shell pkg-config --cflags libcurl yaml-0.1 2>/dev/null)
-PKG_LIBS    := $(shell pkg-config --libs libcurl yaml-0.1 2>/dev/null || echo -lcurl -lyaml)
+PKG_CFLAGS  := $(shell pkg-config --cflags libcurl yaml-0.1 libmicrohttpd 2>/dev/null)
+PKG_LIBS    := $(shell pkg-config --libs libcurl yaml-0.1 libmicrohttpd 2>/dev/null || echo -lcurl -lyaml -lmicrohttpd)
 
 CORE_SRC := csrc/kn_err.c csrc/kn_buf.c csrc/kn_base64.c csrc/kn_json.c csrc/kn_kubeconfig.c \
             csrc/kn_config.c csrc/kn_exec.c csrc/kn_creds.c csrc/kn_loop.c csrc/kn_client.c csrc/kn_obj.c \
             csrc/kn_watch.c csrc/kn_list.c csrc/kn_store.c csrc/kn_queue.c csrc/kn_reflector.c csrc/kn_reflector_client.c \
-            csrc/kn_calls.c csrc/kn_workqueue.c
-BIND_SRC := csrc/lk_core.c csrc/lk_json.c csrc/lk_informer.c csrc/lk_workqueue.c csrc/lk_signal.c
+            csrc/kn_calls.c csrc/kn_workqueue.c csrc/kn_metrics.c csrc/kn_health.c csrc/kn_serve.c
+BIND_SRC := csrc/lk_core.c csrc/lk_json.c csrc/lk_informer.c csrc/lk_workqueue.c csrc/lk_signal.c csrc/lk_serve.c
 HDRS     := $(wildcard csrc/*.h)
 MODULE   := lua/kinformer/core.so
 
 DEB_PKGS := lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev libyaml-dev lua-busted lua-check \
-            luarocks pkg-config openssl curl ca-certificates gcc make python3 strace clang valgrind
+            luarocks pkg-config openssl curl ca-certificates gcc make python3 strace clang valgrind libmicrohttpd-dev
 
 export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;
 export LUA_CPATH := $(CURDIR)/lua/?.so;;
@@ -33,7 +33,7 @@ export LUA_CPATH := $(CURDIR)/lua/?.so;;
 all: $(MODULE)
 
 $(MODULE): $(CORE_SRC) $(BIND_SRC) $(HDRS)
-	$(CC) $(CFLAGS) $(WARN) -fPIC -shared -I$(LUA_INCDIR) $(PKG_CFLAGS) -o $@ $(CORE_SRC) $(BIND_SRC) $(PKG_LIBS) -lpthread
+	$(CC) $(CFLAGS) $(WARN) -fPIC -shared -I$(LUA_INCDIR) $(PKG_CFLAGS) -o $@ $(CORE_SRC) $(BIND_SRC) $(PKG_LIBS) -lpthread -lm
 
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -62,7 +62,7 @@ lint: deps
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 build/ctest: spec/c/test_main.c $(wildcard spec/c/*.c spec/c/*.h) $(CORE_SRC) $(HDRS)
 	@mkdir -p build
-	$(CC) -O1 -g $(WARN) $(SAN) -DKN_TEST_ALLOC -Icsrc $(PKG_CFLAGS) -o $@ $(wildcard spec/c/*.c) $(CORE_SRC) $(PKG_LIBS) -lpthread \
+	$(CC) -O1 -g $(WARN) $(SAN) -DKN_TEST_ALLOC -Icsrc $(PKG_CFLAGS) -o $@ $(wildcard spec/c/*.c) $(CORE_SRC) $(PKG_LIBS) -lpthread -lm \
 	  -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup
 
 test-c: deps build/ctest build/ctest-binding

@@ -378,6 +378,7 @@ int luaopen_kinformer_core(lua_State *L)
     lk_informer_register(L);
     lk_workqueue_register(L);
     lk_signal_register(L);
+    lk_serve_register(L);
     lua_pushstring(L, curl_version());
     lua_setfield(L, -2, "curl_version");
     return 1;

@@ -32,6 +32,12 @@ int lk_signals_installed(void);
 /* the flag a blocking call watches; cleared by this call (a call starts afresh) */
 const volatile sig_atomic_t *lk_signal_flag(void);
 void lk_signal_clear(void);
+/* core.metrics and core.serve (lk_serve.c). */
+void lk_serve_register(lua_State *L);
+/* The health state of the server userdata at idx (raises if it is not
+ * one), for C that reports liveness from its own thread (kn_health_beat). */
+struct kn_health;
+struct kn_health *lk_server_health(lua_State *L, int idx);
 
 /* For the binding's C tests (spec/c/lua): the event queue of L's informers,
  * and informer:list's body on any store. */

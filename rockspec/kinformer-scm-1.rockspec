@@ -22,6 +22,7 @@ external_dependencies = {
   -- directory that the compiler searches but luarocks does not.
   CURL = { library = "curl" },
   YAML = { header = "yaml.h", library = "yaml" },
+  MHD = { header = "microhttpd.h", library = "microhttpd" },
 }
 build = {
   type = "builtin",
@@ -41,11 +42,13 @@ build = {
         "csrc/kn_client.c",
         "csrc/kn_obj.c", "csrc/kn_watch.c", "csrc/kn_list.c", "csrc/kn_store.c", "csrc/kn_queue.c", "csrc/kn_reflector.c",
         "csrc/kn_reflector_client.c", "csrc/kn_calls.c", "csrc/kn_workqueue.c",
+        "csrc/kn_metrics.c", "csrc/kn_health.c", "csrc/kn_serve.c",
         "csrc/lk_core.c", "csrc/lk_json.c", "csrc/lk_informer.c", "csrc/lk_workqueue.c", "csrc/lk_signal.c",
+        "csrc/lk_serve.c",
       },
-      libraries = { "curl", "yaml", "pthread" },
-      incdirs = { "$(YAML_INCDIR)" },
-      libdirs = { "$(CURL_LIBDIR)", "$(YAML_LIBDIR)" },
+      libraries = { "curl", "yaml", "microhttpd", "pthread", "m" },
+      incdirs = { "$(YAML_INCDIR)", "$(MHD_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(YAML_LIBDIR)", "$(MHD_LIBDIR)" },
     },
   },
 }

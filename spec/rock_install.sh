@@ -20,5 +20,7 @@ env -u LUA_PATH -u LUA_CPATH ROCK_TREE="$tree" LUA_PATH="$tree/share/lua/5.4/?.l
   assert(type(k.client) == "function")
   local c, err = k.client{ kubeconfig = "/nonexistent/kubeconfig" }
   assert(c == nil and err.reason == "Config", tostring(err))
+  local srv = assert(require("kinformer.core").serve{ address = "127.0.0.1", port = 0 }) -- libmicrohttpd is linked
+  srv:stop()
   print("rock_install.sh: luarocks make --deps-mode=none installed kinformer " .. k._VERSION .. " with Debian lua-cjson")
 '

@@ -35,6 +35,8 @@ void test_creds(void); /* spec/c/test_creds.c */
 void test_reflector(void); /* spec/c/test_reflector.c */
 void test_workqueue(void); /* spec/c/test_workqueue.c */
 void test_list(void);      /* spec/c/test_list.c */
+void test_metrics(void);   /* spec/c/test_metrics.c */
+void test_serve(void);     /* spec/c/test_serve.c */
 
 void t_fail(const char *file, int line, const char *fmt, ...)
 {
@@ -195,6 +197,8 @@ int main(void)
         { "obj", test_obj },         { "watch", test_watch },     { "queue", test_queue },
         { "creds", test_creds },     { "list", test_list },       { "reflector", test_reflector },
         { "workqueue", test_workqueue },
+        { "metrics", test_metrics },
+        { "serve", test_serve },
     };
     /* The loaders read these; start every run from the same place. */
     static const char *const clear[] = { "KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT",

@@ -1,6 +1,6 @@
-/* The binding under out of memory: informer:list (lk_list) and
- * core.next_event run in a lua_State whose allocator fails from the Nth
- * allocation on, for every N until the call gets through. Lua then raises
+/* The binding under out of memory: informer:list (lk_list), core.next_event,
+ * and core.metrics with core.serve run in a lua_State whose allocator fails
+ * from the Nth allocation on, for every N until the call gets through. Lua then raises
  * (a longjmp out of the C function midway); nothing the C side held may
  * leak (each object's reference count is back where it was, and
  * LeakSanitizer checks the rest at exit), and an event popped from the queue
@@ -83,6 +83,17 @@ static lua_State *new_state(struct budget *b)
     return L;
 }
 
+/* lua_pcall with the allocator failing from the nth allocation on. */
+static int pcall_failing_from(lua_State *L, struct budget *b, long n, int nargs)
+{
+    int rc;
+    b->count = 0;
+    b->fail_at = n;
+    rc = lua_pcall(L, nargs, 1, 0);
+    b->fail_at = 0;
+    return rc;
+}
+
 static struct kn_store *list_store;
 
 static int call_list(lua_State *L)
@@ -109,10 +120,7 @@ static void test_list(void)
         lua_State *L = new_state(&b);
         int rc;
         lua_pushcfunction(L, call_list);
-        b.count = 0;
-        b.fail_at = n;
-        rc = lua_pcall(L, 0, 1, 0);
-        b.fail_at = 0;
+        rc = pcall_failing_from(L, &b, n, 0);
         if (rc == LUA_OK) {
             got_through = 1;
             CHECK(lua_rawlen(L, -1) == NOBJ, "list of %d objects has %d", NOBJ, (int)lua_rawlen(L, -1));
@@ -175,10 +183,7 @@ static void test_next_event(void)
         push_event(q, KN_Q_UPDATE, 1, a, b2);
         push_event(q, KN_Q_DELETE, 2, NULL, b2);
         lua_pushcfunction(L, call_next);
-        b.count = 0;
-        b.fail_at = n;
-        rc = lua_pcall(L, 0, 1, 0);
-        b.fail_at = 0;
+        rc = pcall_failing_from(L, &b, n, 0);
         if (rc == LUA_OK) {
             got_through = 1;
             CHECK(lua_tointeger(L, -1) == 1, "the first event has seq %d", (int)lua_tointeger(L, -1));
@@ -225,10 +230,60 @@ static void test_next_event(void)
     kn_obj_unref(b2);
 }
 
+/* core.metrics and core.serve: a raise at any allocation leaks nothing (the
+ * registry, its families, a render's buffer, the server and its health are
+ * all owned by userdata with __gc; LeakSanitizer checks at exit). */
+static const char serve_chunk[] =
+    "local core = ...\n"
+    "local reg = core.metrics()\n"
+    "local c = reg:counter('rest_client_requests_total', 'requests', { 'code', 'method' })\n"
+    "for i = 1, 20 do c:add(1, tostring(200 + i % 5), i % 2 == 0 and 'GET' or 'PUT') end\n"
+    "local h = reg:histogram('workqueue_work_duration_seconds', 'work', { 'name' }, { 0.1, 1 })\n"
+    "h:observe(0.5, 'web')\n"
+    "reg:gauge('leader_election_master_status', 'leader', { 'name' }):set(1, 'web')\n"
+    "local text = reg:render()\n"
+    "local srv = assert(core.serve{ address = '127.0.0.1', port = 0, metrics = reg, busy_threshold = 5 })\n"
+    "srv:liveness('io', 5)\n"
+    "srv:beat('io')\n"
+    "srv:loop_state('busy')\n"
+    "srv:set_ready(true)\n"
+    "assert(srv:health())\n"
+    "srv:stop()\n"
+    "return text\n";
+
+static void test_serve(void)
+{
+    int got_through = 0;
+    long n;
+    for (n = 1; n < 100000 && !got_through; n++) {
+        struct budget b = {0, 0};
+        lua_State *L = new_state(&b);
+        int rc = luaL_loadstring(L, serve_chunk);
+        CHECK(rc == LUA_OK, "the chunk compiles: %s", lua_tostring(L, -1));
+        lua_getglobal(L, "package");
+        lua_getfield(L, -1, "loaded");
+        lua_getfield(L, -1, "kinformer.core");
+        lua_remove(L, -2);
+        lua_remove(L, -2);
+        rc = pcall_failing_from(L, &b, n, 1);
+        if (rc == LUA_OK) {
+            got_through = 1;
+            CHECK(strstr(lua_tostring(L, -1), "rest_client_requests_total{code=\"201\",method=\"PUT\"} 2\n") != NULL,
+                  "the render: %s", lua_tostring(L, -1));
+        } else {
+            CHECK(rc == LUA_ERRMEM || rc == LUA_ERRRUN, "N=%ld: rc %d", n, rc);
+        }
+        lua_close(L);
+    }
+    CHECK(got_through, "the metrics chunk never got through");
+    printf("binding oom: metrics and serve failed at every allocation 1..%ld, then got through\n", n - 2);
+}
+
 int main(void)
 {
     test_list();
     test_next_event();
+    test_serve();
     printf("binding oom: %d checks, %d failed\n", checks, failed);
     return failed ? 1 : 0;
 }

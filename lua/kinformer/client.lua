@@ -3,6 +3,7 @@ local core = require "kinformer.core"
 local errors = require "kinformer.errors"
 local opts_check = require("kinformer.opts").check
 local sched = require "kinformer.sched"
+local metrics = require "kinformer.metrics"
 
 local Client = {}
 Client.__index = Client
@@ -102,6 +103,7 @@ function Client:_request(method, path, body, opts, where)
   else
     status, text, ctype = self._h:request(req)
   end
+  metrics.request(self._info.server:match("^%a+://([^/]+)") or self._info.server, method, status or "<error>")
   if not status then return nil, errors.from_core(text, where) end
   local decoded
   if is_json(ctype) and text ~= "" then decoded = json_decode(text) end

@@ -8,6 +8,7 @@ local errors = require "kinformer.errors"
 local sched = require "kinformer.sched"
 local informer = require "kinformer.informer"
 local opts_check = require("kinformer.opts").check
+local metrics = require "kinformer.metrics"
 
 local M = {}
 
@@ -131,6 +132,7 @@ function Controller:start()
   for _, inf in ipairs(self._informers) do inf:start() end
   self._unpump = sched.add_pump(self, Controller._pump)
   sched.add_stopper(self, function(ctl) ctl:stop() end, function(ctl) return not ctl._stopped end)
+
   if self._le then self._le:start() end
   return self
 end
@@ -139,10 +141,12 @@ end
 -- requeue after it), a failure is reported and retried with backoff.
 local function finish(self, key, co, ok, res, err)
   self._in_flight = self._in_flight - 1
+  local took = core.now() - (self._running[key] or core.now())
   self._running[key] = nil
   local st = self._stats
   st.reconciles = st.reconciles + 1
   if ok and (res ~= nil or err == nil) then
+    metrics.reconciled(self.name, type(res) == "number" and "requeue_after" or "success", took)
     st.succeeded = st.succeeded + 1
     self._q:forget(key)
     if type(res) == "number" and not self._stopping then
@@ -150,6 +154,7 @@ local function finish(self, key, co, ok, res, err)
       self._q:add_after(key, res)
     end
   else
+    metrics.reconciled(self.name, "error", took)
     st.failed = st.failed + 1
     local e = ok and err or res
     if not ok and type(e) == "string" then e = debug.traceback(co, e) end
@@ -220,11 +225,12 @@ function Controller:_pump()
   if self._le and not self._le:is_leader() and not self._stopping then return 0, nil end
   local ran = 0
   while self._in_flight < self._concurrency and not self._stopping do
-    local key = self._q._h:get()
+    local key, waited = self._q._h:get()
     if not key then break end
+    metrics.dequeued(self.name, waited)
     ran = ran + 1
     self._in_flight = self._in_flight + 1
-    self._running[key] = true
+    self._running[key] = core.now()
     sched.spawn(run_key, function(co, ok, res, err) finish(self, key, co, ok, res, err) end, self, key)
   end
   if self._stopping and self._in_flight == 0 then
@@ -498,6 +504,12 @@ function M.install(Client)
       end
     end
     live[self_] = true
+    -- /metrics and /readyz: its queue, and whether its caches have synced (not before it started)
+    metrics.add_refresher(self_, function(ctl)
+      if ctl._stopped then return nil end
+      metrics.queue_stats(ctl.name, ctl._q:stats(), ctl._in_flight, ctl._concurrency)
+      return ctl._started == true and all_synced(ctl)
+    end)
     return self_
   end
 end

@@ -40,6 +40,10 @@ local function recorder(c)
   local r = { client = c, pending = {}, head = 1, tail = 0, series = {}, buckets = {},
     stats = { emitted = 0, created = 0, updated = 0, dropped = 0, failed = 0 } }
   c._events = r
+  require("kinformer.metrics").add_refresher(r, function(rec)
+    require("kinformer.metrics").families.events_dropped:set(rec.stats.dropped + rec.stats.failed,
+      rec.client._info.server)
+  end)
   return r
 end
 

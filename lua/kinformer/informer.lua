@@ -11,6 +11,7 @@ local discovery = require "kinformer.discovery"
 local selector = require "kinformer.selector"
 local opts_check = require("kinformer.opts").check
 local sched = require "kinformer.sched"
+local metrics = require "kinformer.metrics"
 
 local M = {}
 
@@ -451,7 +452,15 @@ function M.step(timeout_ms)
     local ms = math.tointeger(math.ceil(next_in * 1000))
     if wait < 0 or ms < wait then wait = ms end
   end
-  local ev = core.next_event(n > 0 and 0 or wait)
+  local ev
+  if n > 0 or wait == 0 then
+    ev = core.next_event(0)
+  else
+    -- idle is healthy however long it lasts; a callback is "busy" (/healthz)
+    metrics.loop_waiting()
+    ev = core.next_event(wait)
+    metrics.loop_busy()
+  end
   while ev do
     dispatch(ev)
     n = n + 1

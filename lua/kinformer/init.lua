@@ -34,6 +34,9 @@ M.queue = require("kinformer.queue").new
 --- kinformer.sleep(seconds): inside a reconcile it yields; elsewhere it waits.
 M.sleep = require("kinformer.sched").sleep
 
+--- kinformer.serve{ address = "127.0.0.1:8080" }: /metrics, /healthz, /readyz (README, "Metrics and probes").
+M.serve = require("kinformer.metrics").serve
+
 --- Opens a client from $KUBECONFIG or ~/.kube/config, else in-cluster.
 -- opts: { kubeconfig = path, context = name, in_cluster = bool, timeout = seconds }.
 -- Returns the client, or nil and an error that says what to fix.

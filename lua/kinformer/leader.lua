@@ -56,6 +56,7 @@ end
 local function set_leader(self, leader)
   if self._leader == leader then return end
   self._leader = leader
+  require("kinformer.metrics").leading(self.name, leader)
   if leader then
     if self._on_started then call(self, self._on_started) end
   elseif self._on_stopped then

@@ -415,13 +415,14 @@ describe("c:controller", function()
 
   -- Reconciles overlap their API calls' waits. On loopback a call has no network wait: it is the API
   -- server's CPU, which shares this machine's cores with the client, so the overlap is measured through a
-  -- TCP proxy (spec/support/tcp_proxy.py, TLS and HTTP/2 end to end) that holds each chunk 1 ms each way:
-  -- a 2 ms round trip, as to an API server behind a load balancer. The loopback figures are printed.
+  -- TCP proxy (spec/support/tcp_proxy.py, TLS and HTTP/2 end to end) that holds each chunk 2.5 ms each
+  -- way: a 5 ms round trip, as to a managed control plane behind its load balancer. The loopback figures
+  -- are printed.
   it("overlaps reconciles: concurrency 8 converges in at most a third of the time of concurrency 1", function()
     local n = cluster.scale == "small" and 60 or 200
     local ns = fresh_ns(c)
     for i = 1, n do must(c:create("configmaps", cm(ns, "p" .. i))) end
-    local pipe = assert(io.popen(("exec python3 spec/support/tcp_proxy.py --upstream 127.0.0.1:%d --delay 1")
+    local pipe = assert(io.popen(("exec python3 spec/support/tcp_proxy.py --upstream 127.0.0.1:%d --delay 2.5")
       :format(cluster.port)))
     local port, _, pid = (pipe:read("l") or ""):match("^TCPPROXY (%d+) (%d+) (%d+)$")
     assert(port, "the TCP proxy did not start")
@@ -456,7 +457,7 @@ describe("c:controller", function()
     local t1 = measure(pc, 1, "p1")
     local t8 = measure(pc, 8, "p8")
     pc:stop_all()
-    print(("\n  %d reconciles of read, apply, read; 2 ms round trip: concurrency 1 %.2f s, concurrency 8 %.2f s"
+    print(("\n  %d reconciles of read, apply, read; 5 ms round trip: concurrency 1 %.2f s, concurrency 8 %.2f s"
       .. " (%.1fx); loopback: %.2f s, %.2f s (%.1fx, the API server and etcd used %.2f s of CPU at concurrency 8)")
       :format(n, t1, t8, t1 / t8, l1, l8, l1 / l8, cpu8))
     -- under valgrind (scale small) the client's own CPU, 20-50x slower, bounds both runs: the overlap is

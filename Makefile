@@ -1,7 +1,7 @@
 # kinformer: a Lua 5.4 module with a C core.
 #   make            build lua/kinformer/core.so (-Wall -Wextra -Werror)
 #   make deps       install missing Debian packages (as root), else print the apt-get line
-#   make cluster    build once and start the local test control plane (.cluster/)
+#   make cluster    build once and start the local test control plane (.cluster/); NODES=n fake Nodes (default 3)
 #   make test       everything: C tests under sanitizers, specs against the control plane
 #   make demo       watch namespaces on the local control plane while namespace aaa comes and goes
 
@@ -47,7 +47,7 @@ deps:
 	fi
 
 cluster: deps
-	spec/cluster/up.sh
+	$(if $(NODES),KINFORMER_NODES=$(NODES) )spec/cluster/up.sh
 
 cluster-down:
 	spec/cluster/down.sh

@@ -3,7 +3,7 @@
 # recorded under STATE_DIR/pids/<binary>.pid, one pid per file.
 
 # The order to stop them in: clients of the API server first, etcd last.
-cluster_procs_stop_order="kube-controller-manager kube-apiserver etcd"
+cluster_procs_stop_order="kwok kube-scheduler kube-controller-manager kube-apiserver etcd"
 
 # Marks a directory as a state directory these scripts made, so that down.sh
 # never removes a directory it did not create (a mistyped STATE_DIR).

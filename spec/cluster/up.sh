@@ -1,19 +1,33 @@
 #!/usr/bin/env bash
 # Starts the test control plane on loopback, as controller-runtime's envtest
-# does: etcd, kube-apiserver and kube-controller-manager (so namespaces finish
-# deleting and owners garbage-collect), with throwaway certificates.
+# does: etcd, kube-apiserver and kube-controller-manager with its default
+# controllers (namespaces finish deleting, owners garbage-collect, Deployments
+# get ReplicaSets and Pods), with throwaway certificates; and kube-scheduler
+# with kwok, which plays the kubelet of fake Nodes, so that Pods are scheduled
+# and reach Running.
 #
-#   spec/cluster/up.sh [STATE_DIR]      (default: <repo root>/.cluster)
+#   [KINFORMER_NODES=N] spec/cluster/up.sh [STATE_DIR]   (default: <repo root>/.cluster)
+#
+# KINFORMER_NODES: how many fake Nodes (kwok-node-0 ...; default 3, 0 for
+# none: Pods then stay Pending). up.sh returns once they are Ready and
+# schedulable. Given to a running cluster, it adds or removes Nodes to match.
 #
 # STATE_DIR gets the binaries (bin -> build cache), the PKI, the kubeconfigs,
 # a sourceable `env`, the logs and the pids that down.sh stops. Running it
-# again while the cluster is healthy only prints how to use it.
+# again while the cluster is healthy only prints how to use it (and matches
+# the Nodes to KINFORMER_NODES when that is given).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 . "$here/procs.sh"
 
 state=$(cluster_abspath "${1:-$root/.cluster}")
+nodes=${KINFORMER_NODES:-3}
+if ! [[ $nodes =~ ^[0-9]{1,4}$ ]] || [ "$((10#$nodes))" -gt 1000 ]; then
+  echo "up.sh: KINFORMER_NODES must be a number from 0 to 1000, not '$nodes'" >&2
+  exit 1
+fi
+nodes=$((10#$nodes))
 umask 077 # keys, tokens and kubeconfigs with embedded keys stay private
 
 # One up.sh or down.sh at a time per checkout; the lock is the script itself,
@@ -26,7 +40,7 @@ print_usage() {
   server=$(sed -n 's/^export KINFORMER_SERVER=//p' "$state/env")
   echo "kinformer test cluster: $server (state in $state)"
   echo "  export KUBECONFIG=$state/kubeconfig"
-  echo "  $state/bin/kubectl get ns"
+  echo "  $state/bin/kubectl get ns,nodes      (fake nodes, played by kwok: $(sed -n 's/^export KINFORMER_NODES=//p' "$state/env"))"
   if [ "$state" = "$root/.cluster" ]; then
     echo "  tests: . $state/env    stop: $here/down.sh"
   else
@@ -37,6 +51,70 @@ print_usage() {
 curl_admin() { # PATH; prints the body, fails unless 2xx
   curl -sf --max-time 5 --cacert "$state/pki/ca.crt" \
     --cert "$state/pki/admin.crt" --key "$state/pki/admin.key" "$server$1"
+}
+
+kubectl_admin() { "$state/bin/kubectl" --kubeconfig="$state/kubeconfig" "$@" 9<&-; }
+
+die() { echo "up.sh: $*" >&2; exit 1; }
+
+wait_for() { # NAME SECONDS WHAT COMMAND...
+  local name=$1 secs=$2 what=$3 i
+  shift 3
+  for ((i = 0; i < secs * 10; i++)); do
+    "$@" >/dev/null 2>&1 && return 0
+    cluster_running_pid "$state" "$name" >/dev/null || die "$name exited before $what"
+    sleep 0.1
+  done
+  die "$what: no answer after ${secs}s"
+}
+
+# The fake Nodes kwok-node-0 .. N-1: kwok manages the Nodes that carry its
+# annotation. They have no taint, so that the Pods of a plain Deployment (no
+# tolerations) are scheduled on them. kwok-node-N and up are deleted; Nodes
+# named otherwise (a user's own) are left alone.
+apply_nodes() { # N
+  local n=$1 i name
+  if [ "$n" -gt 0 ]; then
+    for ((i = 0; i < n; i++)); do
+      cat <<EOF
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-node-$i
+  annotations:
+    kwok.x-k8s.io/node: fake
+    node.alpha.kubernetes.io/ttl: "0"
+  labels:
+    type: kwok
+    kubernetes.io/hostname: kwok-node-$i
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+EOF
+    done | kubectl_admin apply -f - >/dev/null
+  fi
+  for name in $(kubectl_admin get nodes -o 'jsonpath={.items[*].metadata.name}'); do
+    [[ $name =~ ^kwok-node-([0-9]{1,4})$ ]] || continue
+    if [ "$((10#${BASH_REMATCH[1]}))" -ge "$n" ]; then
+      kubectl_admin delete node "$name" --wait=false >/dev/null
+    fi
+  done
+  sed -i "s/^export KINFORMER_NODES=.*/export KINFORMER_NODES=$n/" "$state/env"
+}
+
+# kwok-node-0 .. N-1 and no other kwok-node-<n>, each Ready and without
+# taints: kwok has initialized them and the node lifecycle controller has
+# lifted the not-ready taint that every new Node gets, so a Pod created now is
+# scheduled at once.
+nodes_ready() { # N
+  curl_admin /api/v1/nodes | python3 -c '
+import json, re, sys
+ours = {n["metadata"]["name"]: n for n in json.load(sys.stdin)["items"]
+        if re.fullmatch(r"kwok-node-[0-9]+", n["metadata"]["name"])}
+want = {"kwok-node-%d" % i for i in range(int(sys.argv[1]))}
+ready = {name for name, n in ours.items() if not n["spec"].get("taints") and any(
+    c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))}
+sys.exit(0 if set(ours) == want == ready else 1)' "$1"
 }
 
 healthy() {
@@ -50,6 +128,10 @@ healthy() {
 }
 
 if healthy; then
+  if [ -n "${KINFORMER_NODES:-}" ]; then
+    apply_nodes "$nodes"
+    wait_for kwok 60 "$nodes Ready fake nodes" nodes_ready "$nodes"
+  fi
   print_usage
   exit 0
 fi
@@ -87,8 +169,6 @@ on_exit() {
 trap on_exit EXIT
 trap 'exit 130' INT TERM HUP
 
-die() { echo "up.sh: $*" >&2; exit 1; }
-
 # ---------------------------------------------------------------- PKI
 # openssl chatters on stderr; show it only when it fails.
 ossl() {
@@ -112,7 +192,7 @@ keyUsage = critical,digitalSignature,keyEncipherment
 extendedKeyUsage = serverAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
-subjectAltName = IP:127.0.0.1,DNS:localhost,IP:10.0.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
+subjectAltName = IP:127.0.0.1,DNS:localhost,IP:10.96.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
 [client]
 basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature,keyEncipherment
@@ -138,7 +218,12 @@ issue() { # NAME SUBJECT PROFILE
 issue apiserver "/CN=kube-apiserver" server
 issue admin "/O=system:masters/CN=kinformer-admin" client
 issue limited "/CN=kinformer-limited" client
-issue kcm "/CN=system:kube-controller-manager" client
+# The controller-manager acts with the admin's group too (see below).
+issue kcm "/O=system:masters/CN=system:kube-controller-manager" client
+issue scheduler "/CN=system:kube-scheduler" client
+# kwok plays every fake Node's kubelet (Node and Pod status, Leases, deleting
+# Pods): in a throwaway cluster it simply gets the admin's group.
+issue kwok "/O=system:masters/CN=kinformer-kwok" client
 
 # Service-account tokens are signed with RSA, the algorithm every verifier knows.
 ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$pki/sa.key"
@@ -150,16 +235,16 @@ printf '%s' "$token" >"$state/token"
 unset token
 
 # ---------------------------------------------------------------- ports
-# Bound together so the four are distinct; the kernel will not hand them out
+# Bound together so the five are distinct; the kernel will not hand them out
 # again at once, and each is taken within seconds.
 ports=$(python3 -c '
 import socket
-socks = [socket.socket() for _ in range(4)]
+socks = [socket.socket() for _ in range(5)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))
 ')
-read -r etcd_port peer_port api_port kcm_port <<<"$ports"
+read -r etcd_port peer_port api_port kcm_port sched_port <<<"$ports"
 server=https://127.0.0.1:$api_port
 
 # ---------------------------------------------------------------- processes
@@ -181,17 +266,6 @@ start() { # NAME ARGS...
   die "$name did not start"
 }
 
-wait_for() { # NAME SECONDS WHAT COMMAND...
-  local name=$1 secs=$2 what=$3 i
-  shift 3
-  for ((i = 0; i < secs * 10; i++)); do
-    "$@" >/dev/null 2>&1 && return 0
-    cluster_running_pid "$state" "$name" >/dev/null || die "$name exited before $what"
-    sleep 0.1
-  done
-  die "$what: no answer after ${secs}s"
-}
-
 start etcd \
   --name=kinformer \
   --data-dir="$state/etcd" \
@@ -208,7 +282,9 @@ wait_for etcd 20 "etcd /health" etcd_healthy
 
 # Flags after envtest's. --endpoint-reconciler-type=none: the "kubernetes"
 # Service cannot have a loopback endpoint, and the default reconciler logs
-# that failure every 10 seconds.
+# that failure every 10 seconds. The service range is a /16 (kubeadm's
+# 10.96.0.0 base): a /24 is full at the 251st Service, and benchmarks create
+# thousands.
 mkdir -p "$pki/apiserver-certs"
 start kube-apiserver \
   --etcd-servers="http://127.0.0.1:$etcd_port" \
@@ -218,7 +294,7 @@ start kube-apiserver \
   --secure-port="$api_port" \
   --bind-address=127.0.0.1 \
   --advertise-address=127.0.0.1 \
-  --service-cluster-ip-range=10.0.0.0/24 \
+  --service-cluster-ip-range=10.96.0.0/16 \
   --authorization-mode=RBAC \
   --client-ca-file="$pki/ca.crt" \
   --token-auth-file="$pki/tokens.csv" \
@@ -259,6 +335,8 @@ EOF
 write_kubeconfig "$state/kubeconfig" admin "$pki/admin.crt" "$pki/admin.key" default
 write_kubeconfig "$state/kubeconfig-limited" kinformer-limited "$pki/limited.crt" "$pki/limited.key" kinformer-limited
 write_kubeconfig "$state/kcm.kubeconfig" kube-controller-manager "$pki/kcm.crt" "$pki/kcm.key" default
+write_kubeconfig "$state/scheduler.kubeconfig" kube-scheduler "$pki/scheduler.crt" "$pki/scheduler.key" default
+write_kubeconfig "$state/kwok.kubeconfig" kwok "$pki/kwok.crt" "$pki/kwok.key" default
 
 # The limited user may read configmaps in its namespace and nothing else.
 "$bin/kubectl" --kubeconfig="$state/kubeconfig" apply -f - >/dev/null 9<&- <<'EOF'
@@ -292,10 +370,21 @@ subjects:
   name: kinformer-limited
 EOF
 
-# --use-service-account-credentials=true: each controller acts as its own
-# service account (kube-system/namespace-controller, ...) with its bootstrap
-# RBAC role. As system:kube-controller-manager itself it could not delete a
-# namespace's contents, and namespaces would stay Terminating.
+# The default controllers, as in a real cluster: Deployments get ReplicaSets
+# and Pods, Services EndpointSlices, Jobs run. Those that need a cloud
+# provider or --allocate-node-cidrs skip themselves; the CSR signer signs with
+# the cluster CA. All but one: the root CA publisher would put a
+# kube-root-ca.crt ConfigMap in every namespace, which the specs' fresh
+# namespaces must not hold (they count ConfigMaps), and nothing here reads it:
+# without the ServiceAccount admission plugin no Pod mounts it.
+#
+# Every controller acts as the controller-manager's own user, in group
+# system:masters. The alternative, --use-service-account-credentials (each
+# controller as its own service account with its bootstrap RBAC role, as in a
+# production cluster), asks for a token per controller, one after the other:
+# with the default controllers that made start-up 4 to 5 seconds slower.
+# (With neither, as plain system:kube-controller-manager, it could not delete
+# a namespace's contents, and namespaces would stay Terminating.)
 mkdir -p "$pki/kcm-certs"
 start kube-controller-manager \
   --kubeconfig="$state/kcm.kubeconfig" \
@@ -303,12 +392,37 @@ start kube-controller-manager \
   --authorization-kubeconfig="$state/kcm.kubeconfig" \
   --service-account-private-key-file="$pki/sa.key" \
   --root-ca-file="$pki/ca.crt" \
+  --cluster-signing-cert-file="$pki/ca.crt" \
+  --cluster-signing-key-file="$pki/ca.key" \
   --leader-elect=false \
-  --use-service-account-credentials=true \
-  --controllers=namespace-controller,garbage-collector-controller,serviceaccount-controller,serviceaccount-token-controller,clusterrole-aggregation-controller \
+  --controllers='*,-root-ca-certificate-publisher-controller' \
   --bind-address=127.0.0.1 \
   --secure-port="$kcm_port" \
   --cert-dir="$pki/kcm-certs"
+
+mkdir -p "$pki/scheduler-certs"
+start kube-scheduler \
+  --kubeconfig="$state/scheduler.kubeconfig" \
+  --authentication-kubeconfig="$state/scheduler.kubeconfig" \
+  --authorization-kubeconfig="$state/scheduler.kubeconfig" \
+  --leader-elect=false \
+  --bind-address=127.0.0.1 \
+  --secure-port="$sched_port" \
+  --cert-dir="$pki/scheduler-certs"
+
+# kwok: the fake kubelets. Only Nodes with its annotation are its own; the
+# stages are kwok's defaults (spec/cluster/kwok/stages.yaml); Pod IPs come from
+# a /16 of their own. HOME is the state directory: kwok would otherwise also
+# load ~/.kwok/kwok.yaml. It serves nothing (no --node-port), so no port.
+mkdir -p "$state/kwok"
+HOME=$state/kwok start kwok \
+  --kubeconfig="$state/kwok.kubeconfig" \
+  --config="$here/kwok/stages.yaml" \
+  --manage-all-nodes=false \
+  --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+  --node-lease-duration-seconds=40 \
+  --cidr=10.244.0.0/16 \
+  --node-ip=127.0.0.1
 
 # ---------------------------------------------------------------- env
 {
@@ -326,12 +440,20 @@ start kube-controller-manager \
   q KINFORMER_KUBECONFIG "$state/kubeconfig"
   q KINFORMER_LIMITED_KUBECONFIG "$state/kubeconfig-limited"
   q KINFORMER_KUBECTL "$bin/kubectl"
+  q KINFORMER_NODES "$nodes"
 } >"$state/env"
+
+# The Nodes now, so that kwok and the node lifecycle controller take them up
+# while the rest starts.
+apply_nodes "$nodes"
 
 # The default namespace comes from kube-apiserver, its default serviceaccount
 # from the controller-manager: both present means both work.
 default_sa() { curl_admin /api/v1/namespaces/default/serviceaccounts/default; }
 wait_for kube-controller-manager 60 "the default serviceaccount in namespace default" default_sa
+scheduler_ready() { [ "$(curl -sk --max-time 2 "https://127.0.0.1:$sched_port/readyz")" = ok ]; }
+wait_for kube-scheduler 60 "kube-scheduler /readyz" scheduler_ready
+wait_for kwok 60 "$nodes Ready fake nodes" nodes_ready "$nodes"
 
 up_done=1
 elapsed=$(( (${EPOCHREALTIME//[.,]/} - start_time) / 100000 ))

@@ -8,6 +8,19 @@ local must = helpers.must
 local run_id = tostring(os.time()) .. tostring(math.random(1000, 9999))
 local function ns_name(s) return ("rest-%s-%s"):format(s, run_id) end
 
+-- The deployment controller writes Deployments too (their revision annotation, their status), so an
+-- update of one read a moment before gets 409 Conflict: read it again and retry, as client-go's
+-- RetryOnConflict does. change(obj) edits the fresh copy.
+local function update_retrying(c, resource, name, ns, change, opts)
+  for _ = 1, 10 do
+    local obj = must(c:get(resource, name, { namespace = ns }))
+    change(obj)
+    local out, err = c:update(resource, obj, opts)
+    if out or err.code ~= 409 then return must(out, err) end
+  end
+  error("update " .. resource .. " " .. ns .. "/" .. name .. ": still conflicting after 10 attempts")
+end
+
 describe("discovery", function()
   local c
   setup(function() c = must(kinformer.client{ kubeconfig = cluster.kubeconfig }) end)
@@ -150,9 +163,8 @@ describe("REST verbs", function()
     assert.are.equal("Scale", scale.kind)
     assert.are.equal(3, scale.spec.replicas)
     assert.are.equal(3, must(c:get("deployments", "web", { namespace = ns, subresource = "scale" })).spec.replicas)
-    dep = must(c:get("deployments", "web", { namespace = ns }))
-    dep.status = { observedGeneration = 7, replicas = 0 }
-    local st = must(c:update("deployments", dep, { subresource = "status" }))
+    local st = update_retrying(c, "deployments", "web", ns,
+      function(d) d.status = { observedGeneration = 7, replicas = 0 } end, { subresource = "status" })
     assert.are.equal(7, st.status.observedGeneration)
     assert.are.equal(math.type(7), math.type(st.status.observedGeneration))
     local nsobj = must(c:get("namespaces", ns))
@@ -408,9 +420,9 @@ describe("custom resources and round trips", function()
         template = { metadata = { labels = { app = "rt" } },
           spec = { containers = { { name = "c", image = "x", args = kinformer.array{}, env = kinformer.array{} } } } } },
     }))
-    local got = must(c:get("deployments", "rt", { namespace = ns }))
-    got.metadata.finalizers = kinformer.array{} -- drop the finalizer: an empty list, not an object
-    local upd = must(c:update("deployments", got))
+    local upd = update_retrying(c, "deployments", "rt", ns, function(got)
+      got.metadata.finalizers = kinformer.array{} -- drop the finalizer: an empty list, not an object
+    end)
     assert.is_nil(upd.metadata.finalizers)
     assert.are.equal(2, upd.spec.replicas)
     assert.are.equal("integer", math.type(upd.spec.replicas))

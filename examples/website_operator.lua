@@ -3,13 +3,16 @@
 -- availableReplicas; a finalizer takes its entry out of the ConfigMap "website-registry" before it goes.
 -- Run: kubectl apply -f examples/website-crd.yaml; lua5.4 examples/website_operator.lua [NAMESPACE]
 --   [--leader-elect LEASE_NAMESPACE]  run as one of several replicas (a Lease "website-operator" there)
+--   [--serve ADDRESS]                  /metrics, /healthz and /readyz on ADDRESS (":8080")
 local kinformer = require "kinformer"
 local c = assert(kinformer.client())
-local namespace, lease_ns = nil, nil
+local namespace, lease_ns, serve
 for i = 1, #arg do
   if arg[i] == "--leader-elect" then lease_ns = arg[i + 1]
-  elseif arg[i - 1] ~= "--leader-elect" and arg[i] ~= "" then namespace = arg[i] end
+  elseif arg[i] == "--serve" then serve = arg[i + 1]
+  elseif arg[i - 1] ~= "--leader-elect" and arg[i - 1] ~= "--serve" and arg[i] ~= "" then namespace = arg[i] end
 end
+if serve then print("serving on port " .. assert(kinformer.serve{ address = serve }):port()) end
 local REGISTRY = "website-registry" -- a record outside the cluster's garbage collection: the cleanup's job
 
 local function registry(ctx, site, value) -- value nil: take the site out

@@ -145,6 +145,7 @@ function LE:start()
   if self._stopped then error("kinformer: leader election " .. self.name .. " is stopped", 2) end
   if self._loop then return self end
   self._watch:start()
+  require("kinformer.metrics").leading(self.name, false) -- a candidate: 0 until it leads
   sched.add_stopper(self, function(le) le:release() end)
   self._loop = sched.spawn(run, function(_, ok, err)
     if not ok then informer.report(err, "leader election " .. self.name) end

@@ -46,7 +46,7 @@ describe("examples/deploy", function()
       local out_path, pidf = ("%s/out%d"):format(dir, i), ("%s/pid%d"):format(dir, i)
       os.execute(("sh -c 'echo $$ >%q; exec env -i PATH=\"$PATH\" HOME=%q KUBERNETES_SERVICE_HOST=127.0.0.1"
         .. " KUBERNETES_SERVICE_PORT=%d KINFORMER_SERVICE_ACCOUNT_DIR=%q LUA_PATH=%q LUA_CPATH=%q"
-        .. " lua5.4 examples/website_operator.lua \"\" --leader-elect website-system >%q 2>&1' &")
+        .. " lua5.4 examples/website_operator.lua \"\" --leader-elect website-system --serve 127.0.0.1:0 >%q 2>&1' &")
         :format(pidf, dir, cluster.port, dir, package.path, package.cpath, out_path))
       procs[i] = { out = out_path, pidf = pidf }
     end
@@ -81,6 +81,24 @@ describe("examples/deploy", function()
     assert.is_truthy(holder and holder ~= "")
     local all = read(procs[1].out) .. read(procs[2].out)
     assert.not_matches("[Ff]orbidden", all)
+    -- both replicas answer their probes (the standby's caches are synced too); one is the leader
+    local leaders = 0
+    for _, p in ipairs(procs) do
+      local port = assert(read(p.out):match("serving on port (%d+)"), read(p.out))
+      local text
+      spin(function() -- /readyz is refreshed once a second: the standby may have synced a moment ago
+        local h = io.popen(("curl -s -m 5 -w ' %%{http_code}' http://127.0.0.1:%s/readyz; echo;"
+          .. " curl -s -m 5 http://127.0.0.1:%s/metrics"):format(port, port))
+        text = h:read("a")
+        h:close()
+        return text:match("^ok%s+200\n") ~= nil
+      end, 10)
+      assert(text:match("^ok%s+200\n"), text:sub(1, 200) .. "\n" .. read(p.out))
+      local status = text:match('leader_election_master_status{name="website%-operator"} (%d)')
+      assert(status, text)
+      leaders = leaders + tonumber(status)
+    end
+    assert.are.equal(1, leaders)
     assert.matches("cleaned up", all)
     c:delete("namespaces", ns)
   end)

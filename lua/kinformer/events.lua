@@ -28,6 +28,7 @@ function M.identity()
   return identity
 end
 
+--- MicroTime as the API wants it: RFC 3339 in UTC with microseconds.
 local function micro_time()
   local t = core.wall_time()
   local s = math.floor(t)
@@ -153,6 +154,8 @@ function M.emit(c, obj, etype, reason, message, opts, level)
   end
   return true
 end
+
+M.micro_time = micro_time
 
 function M.stats(c)
   local s = recorder(c).stats

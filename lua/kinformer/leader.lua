@@ -23,19 +23,8 @@ local option_types = {
   on_new_leader = "function",
 }
 
--- MicroTime as the API wants it: RFC 3339 in UTC with microseconds.
-local function micro_time()
-  local t = core.wall_time()
-  local s = math.floor(t)
-  return os.date("!%Y-%m-%dT%H:%M:%S", s) .. (".%06dZ"):format(math.floor((t - s) * 1e6))
-end
-
-local function default_identity()
-  local f = io.open("/proc/sys/kernel/hostname")
-  local host = f and f:read("l") or "unknown"
-  if f then f:close() end
-  return ("%s_%d"):format(host, core.pid())
-end
+local events = require "kinformer.events"
+local micro_time, default_identity = events.micro_time, events.identity
 
 local function call(self, fn, ...)
   local ok, cb_err = pcall(fn, ...)

@@ -9,13 +9,7 @@ local must, spin = helpers.must, helpers.spin
 
 local run_id = tostring(os.time() % 100000) .. tostring(math.random(100, 999))
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = helpers.read
 
 describe("examples/deploy", function()
   local c

@@ -8,13 +8,7 @@ local must, spin = helpers.must, helpers.spin
 local run_id = tostring(os.time() % 100000) .. tostring(math.random(100, 999))
 local now = kinformer.core.wall_time
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = helpers.read
 
 -- Starts a Lua chunk as its own process (as a Pod would run it); returns its output path, its pid file
 -- and the path its exit status lands in.

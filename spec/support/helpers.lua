@@ -29,4 +29,13 @@ function M.spin(pred, timeout)
   return true
 end
 
+-- A file's contents, or "" when it cannot be read (yet).
+function M.read(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
 return M

@@ -125,7 +125,9 @@ describe("informers through real process faults", function()
   -- One random change, as a program that must not die with the server does it:
   -- on any failure it reads the object again and retries, driving the loop meanwhile.
   local step_no, write_failures = 0, 0
+  local slowest = 0 -- the longest a write took: an outage shows as failures, or as writes held until it ends
   local function churn_once()
+    local t0 = uptime()
     step_no = step_no + 1
     local ns = namespaces[math.random(1, #namespaces)]
     local nm = "cm" .. math.random(1, 25)
@@ -144,7 +146,10 @@ describe("informers through real process faults", function()
           ok, err = writer:delete("configmaps", nm, { namespace = ns })
         end
       end
-      if ok then return end
+      if ok then
+        slowest = math.max(slowest, uptime() - t0)
+        return
+      end
       write_failures = write_failures + 1
       assert(uptime() < deadline, "the writer could not write for 120 s: " .. tostring(err))
       kinformer.step(100)
@@ -217,6 +222,7 @@ describe("informers through real process faults", function()
       local set = start_informers()
       for _ = 1, 100 do churn_once() kinformer.step(0) end
       local t_kill, failures_before = uptime(), write_failures
+      slowest = 0
       local done = background(fault.script, fault.down)
       local rc, t_back, log
       -- write on through the outage (the writer retries) and for a while after it
@@ -229,7 +235,9 @@ describe("informers through real process faults", function()
         assert(uptime() - t_kill < 150, fault.what .. " did not come back within 150 s")
       end
       assert.are.equal(0, rc, fault.script .. " failed: " .. tostring(log))
-      assert.is_true(write_failures > failures_before, "the writer never saw the outage")
+      -- the API server holds writes while etcd is away: most wait and succeed, some time out (5 s)
+      assert.is_true(write_failures > failures_before or slowest >= 2,
+        ("the writer never saw the outage (no failure, slowest write %.1f s)"):format(slowest))
       local want = fresh_list()
       local why
       local ok = spin(function()

@@ -14,7 +14,13 @@ static int nonempty(const struct kn_json *j, int idx, char **out)
     if (idx < 0 || j->tok[idx].type != KN_J_STRING || j->tok[idx].end == j->tok[idx].start)
         return 0;
     *out = kn_json_string(j, idx, NULL);
-    return *out ? 0 : -1;
+    if (!*out)
+        return -1;
+    if (!**out) { /* decodes to nothing a C string holds ("\u0000..."): as absent, not as "" */
+        free(*out);
+        *out = NULL;
+    }
+    return 0;
 }
 
 int kn_list_parse(const char *body, size_t len, const struct kn_normalize *norm, kn_list_item_fn on_item,
